@@ -1,0 +1,45 @@
+/* The HTTP API: one file per endpoint family, all sharing the application
+ * context below. Handlers parse requests, call domain modules, and reply;
+ * they contain no SQL and never touch MHD types. */
+#ifndef TD_API_H
+#define TD_API_H
+
+#include "collect/collect.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/config.h"
+
+typedef struct td_app {
+    const td_config_t *cfg;
+    td_store_t *store;
+    td_ingest_t *ingest;
+    td_clock_t *clock;
+    td_collect_limits_t limits;
+    int64_t started_ms;
+} td_app_t;
+
+/* Every route of the server, ending with a NULL method. */
+extern const td_http_route_t td_api_routes[];
+
+/* The virtual clock's time, kept in the store so a restart resumes from it.
+ * load returns TD_ENOTFOUND before the first save. */
+int td_api_clock_load(td_store_t *store, int64_t *now_ms) TD_MUST_CHECK;
+int td_api_clock_save(td_store_t *store, int64_t now_ms) TD_MUST_CHECK;
+
+/* Registers metric descriptions; call once at start-up. */
+void td_api_init_metrics(void);
+
+/* Shared by the event endpoints: submits a parsed batch and replies with the
+ * per-event results once it is committed. Takes ownership of batch. */
+void td_api__ingest_and_reply(td_http_req_t *req, td_app_t *app, td_event_batch_t *batch,
+                              const char *source);
+
+void td_api_events_post(td_http_req_t *req, void *app);
+void td_api_profiles_get(td_http_req_t *req, void *app);
+void td_api_healthz(td_http_req_t *req, void *app);
+void td_api_metrics(td_http_req_t *req, void *app);
+void td_api_clock_get(td_http_req_t *req, void *app);
+void td_api_clock_advance(td_http_req_t *req, void *app);
+
+#endif

@@ -1,0 +1,89 @@
+/* Opening and closing the parts a server (or an offline command) needs. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/banned.h"
+
+bool td_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int open_clock(td_app_t *app)
+{
+    td_clock_t *clock = td_xcalloc(1, sizeof(*clock));
+    int64_t saved_ms;
+    int rc;
+
+    app->clock = clock;
+    if (strcmp(app->cfg->clock, "virtual") != 0) {
+        td_clock_init_real(clock);
+        return TD_OK;
+    }
+    rc = td_api_clock_load(app->store, &saved_ms);
+    if (rc == TD_OK) {
+        td_clock_init_virtual(clock, saved_ms);
+        td_log(TD_LOG_INFO, "clock", "virtual resumed now_ms=%lld", (long long)saved_ms);
+        return TD_OK;
+    }
+    if (rc != TD_ENOTFOUND) {
+        return rc;
+    }
+    /* saved at once, so that every later start resumes from this time */
+    td_clock_init_virtual(clock, td_wall_ms());
+    td_log(TD_LOG_INFO, "clock", "virtual started now_ms=%lld", (long long)td_clock_now_ms(clock));
+    return td_api_clock_save(app->store, td_clock_now_ms(clock));
+}
+
+int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
+{
+    td_err_t err = { 0 };
+    int threads = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    td_store_options_t sopt = { .data_dir = cfg->data,
+                                .pool_size = threads * 2 + 4,
+                                .sync_full = strcmp(cfg->sync, "full") == 0 };
+    td_ingest_options_t iopt = { .commit_max_events = (int)cfg->commit_max_events,
+                                 .viewed_max = (int)cfg->viewed_max };
+    int rc;
+
+    memset(app, 0, sizeof(*app));
+    app->cfg = cfg;
+    app->limits.max_events = (int)cfg->max_events;
+    app->limits.max_items = (int)cfg->max_items;
+    if ((rc = td_store_open(cfg->store, &sopt, &app->store, &err)) != TD_OK) {
+        fprintf(stderr, "tandem: %s\n", err.message);
+        fprintf(stderr, "tandem: check --data (or --store) and that the directory is writable\n");
+        return rc;
+    }
+    if ((rc = open_clock(app)) != TD_OK) {
+        fprintf(stderr, "tandem: cannot read the saved virtual clock (%s)\n", td_strerror(rc));
+        td_cli_app_close(app);
+        return rc;
+    }
+    if ((rc = td_ingest_open(app->store, &iopt, &app->ingest)) != TD_OK) {
+        fprintf(stderr, "tandem: cannot start the event writer (%s)\n", td_strerror(rc));
+        td_cli_app_close(app);
+        return rc;
+    }
+    app->started_ms = td_wall_ms();
+    td_api_init_metrics();
+    return TD_OK;
+}
+
+void td_cli_app_close(td_app_t *app)
+{
+    td_ingest_close(app->ingest);
+    td_store_close(app->store);
+    free(app->clock);
+    memset(app, 0, sizeof(*app));
+}

@@ -1,0 +1,429 @@
+/* The settings table and its parsers: file, environment, flags. */
+#include "util/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+#include "util/banned.h"
+
+typedef enum { T_STR, T_INT, T_LIST, T_ENUM } setting_type_t;
+
+typedef struct setting {
+    const char *name;
+    setting_type_t type;
+    size_t offset;
+    const char *def;
+    int64_t min, max;    /* T_INT bounds */
+    const char *choices; /* T_ENUM: "a|b|c" */
+    bool secret;         /* never printed back */
+    const char *help;
+} setting_t;
+
+#define OFF(f) offsetof(td_config_t, f)
+
+static const setting_t settings[] = {
+    { "listen", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL, false,
+      "address and port for plain HTTP (HOST:PORT)" },
+    { "tls_listen", T_STR, OFF(tls_listen), "", 0, 0, NULL, false,
+      "address and port for HTTPS (HOST:PORT); empty turns HTTPS off" },
+    { "tls_cert", T_STR, OFF(tls_cert), "", 0, 0, NULL, false,
+      "PEM certificate (chain) for HTTPS" },
+    { "tls_key", T_STR, OFF(tls_key), "", 0, 0, NULL, false, "PEM private key for HTTPS" },
+    { "data", T_STR, OFF(data), "./data", 0, 0, NULL, false,
+      "data directory (SQLite database, generated admin key)" },
+    { "config", T_STR, OFF(config), "", 0, 0, NULL, false,
+      "config file of \"name = value\" lines, read before environment and flags" },
+    { "store", T_STR, OFF(store), "", 0, 0, NULL, true,
+      "store URL: empty for SQLite in the data directory, sqlite:PATH, or postgres://..." },
+    { "admin_key", T_LIST, OFF(admin_key), "", 0, 0, NULL, true,
+      "admin API key for Authorization: Bearer (repeatable; if none, one is generated into "
+      "DATA/admin.key)" },
+    { "datastream", T_LIST, OFF(datastream), "", 0, 0, NULL, false,
+      "Adobe datastream id and its IMS org, CONFIGID=ORGID (repeatable)" },
+    { "clock", T_ENUM, OFF(clock), "real", 0, 0, "real|virtual", false,
+      "real time, or a virtual clock moved by POST /v1/admin/clock:advance" },
+    { "log_level", T_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", false,
+      "lowest level logged" },
+    { "public_url", T_STR, OFF(public_url), "", 0, 0, NULL, false,
+      "base URL under which shoppers reach this server (tracking and unsubscribe links)" },
+    { "web_dir", T_STR, OFF(web_dir), "web", 0, 0, NULL, false,
+      "directory of static pages and scripts served under /web/ (demo shop, Web SDK)" },
+    { "sync", T_ENUM, OFF(sync), "full", 0, 0, "full|normal", false,
+      "full: every acknowledged event survives power loss; normal: survives a crash of the "
+      "process only" },
+    { "threads", T_INT, OFF(threads), "0", 0, 256, NULL, false,
+      "HTTP worker threads (0 = number of cores)" },
+    { "max_body", T_INT, OFF(max_body), "4194304", 1024, 268435456, NULL, false,
+      "largest request body in bytes (larger gets 413)" },
+    { "max_events", T_INT, OFF(max_events), "1000", 1, 100000, NULL, false,
+      "most events in one request" },
+    { "max_items", T_INT, OFF(max_items), "500", 1, 100000, NULL, false,
+      "most items in one event" },
+    { "viewed_max", T_INT, OFF(viewed_max), "50", 1, 10000, NULL, false,
+      "recently viewed items kept per profile" },
+    { "commit_max_events", T_INT, OFF(commit_max_events), "20000", 1, 1000000, NULL, false,
+      "most events written in one group commit" },
+    { "cookie_days", T_INT, OFF(cookie_days), "390", 1, 3650, NULL, false,
+      "lifetime in days of the identity cookie given to the Web SDK" },
+};
+
+static void *field(td_config_t *cfg, const setting_t *s)
+{
+    return (char *)cfg + s->offset;
+}
+
+static const setting_t *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        const char *n = settings[i].name;
+        size_t j;
+        for (j = 0; j < len && n[j]; j++) {
+            char c = name[j] == '-' ? '_' : name[j];
+            if (c != n[j]) {
+                break;
+            }
+        }
+        if (j == len && n[j] == '\0') {
+            return &settings[i];
+        }
+    }
+    return NULL;
+}
+
+static void list_add(td_strlist_t *l, const char *v)
+{
+    l->items = td_xrealloc(l->items, sizeof(char *) * (size_t)(l->n + 1));
+    l->items[l->n++] = td_xstrdup(v);
+}
+
+static void list_clear(td_strlist_t *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->items[i]);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static int set_value(td_config_t *cfg, const setting_t *s, const char *value, td_err_t *err)
+{
+    switch (s->type) {
+    case T_STR: {
+        char **p = field(cfg, s);
+        free(*p);
+        *p = td_xstrdup(value);
+        return TD_OK;
+    }
+    case T_LIST: {
+        td_strlist_t *l = field(cfg, s);
+        if (*value) {
+            list_add(l, value);
+        }
+        return TD_OK;
+    }
+    case T_ENUM: {
+        size_t len = strlen(value);
+        for (const char *c = s->choices; *c;) {
+            const char *bar = strchr(c, '|');
+            size_t n = bar ? (size_t)(bar - c) : strlen(c);
+            if (n == len && memcmp(c, value, n) == 0) {
+                char **p = field(cfg, s);
+                free(*p);
+                *p = td_xstrdup(value);
+                return TD_OK;
+            }
+            c += n + (bar != NULL);
+        }
+        return td_err_set(err, TD_EINVAL, s->name, "setting \"%s\" must be one of %s, not \"%s\"",
+                          s->name, s->choices, value);
+    }
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end != '\0') {
+            return td_err_set(err, TD_EINVAL, s->name,
+                              "setting \"%s\" must be an integer, not \"%s\"", s->name, value);
+        }
+        if (v < s->min || v > s->max) {
+            return td_err_set(err, TD_EINVAL, s->name,
+                              "setting \"%s\" must be between %lld and %lld, not %lld", s->name,
+                              (long long)s->min, (long long)s->max, v);
+        }
+        *(int64_t *)field(cfg, s) = v;
+        return TD_OK;
+    }
+    }
+    TD_BUG("unknown setting type");
+}
+
+void td_config_init(td_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        if (set_value(cfg, &settings[i], settings[i].def, NULL) != TD_OK) {
+            TD_BUG("bad default for %s", settings[i].name);
+        }
+    }
+}
+
+void td_config_release(td_config_t *cfg)
+{
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        const setting_t *s = &settings[i];
+        if (s->type == T_LIST) {
+            list_clear(field(cfg, s));
+        } else if (s->type != T_INT) {
+            char **p = field(cfg, s);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+int td_config_set(td_config_t *cfg, const char *name, const char *value, td_err_t *err)
+{
+    const setting_t *s = find_setting(name, strlen(name));
+
+    if (s == NULL) {
+        return td_err_set(err, TD_EINVAL, name, "unknown setting \"%s\"", name);
+    }
+    return set_value(cfg, s, value, err);
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1])) {
+        *--end = '\0';
+    }
+    return s;
+}
+
+static int load_file(td_config_t *cfg, const char *path, td_err_t *err)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int lineno = 0, rc = TD_OK;
+
+    if (f == NULL) {
+        return td_err_set(err, TD_EINVAL, "config", "cannot open config file \"%s\": %s", path,
+                          strerror(errno));
+    }
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *p = trim(line);
+        if (*p == '\0' || *p == '#') {
+            continue;
+        }
+        char *eq = strchr(p, '=');
+        if (eq == NULL) {
+            rc = td_err_set_at(err, TD_EINVAL, "config", lineno, 1,
+                               "%s:%d: expected \"name = value\"", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        char *name = trim(p), *value = trim(eq + 1);
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        td_err_t e = { 0 };
+        if (td_config_set(cfg, name, value, &e) != TD_OK) {
+            rc = td_err_set_at(err, TD_EINVAL, e.path, lineno, 1, "%s:%d: %s", path, lineno,
+                               e.message);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void env_name(const setting_t *s, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "TANDEM_%s", s->name);
+
+    for (size_t i = 7; i < n && i < len; i++) {
+        out[i] = (char)toupper((unsigned char)out[i]);
+    }
+}
+
+static int load_env(td_config_t *cfg, td_err_t *err)
+{
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        const setting_t *s = &settings[i];
+        char name[64];
+        const char *v;
+        env_name(s, name, sizeof(name));
+        if ((v = getenv(name)) == NULL) {
+            continue;
+        }
+        if (s->type == T_LIST) {
+            /* lists come comma-separated from the environment */
+            td_strlist_t *l = field(cfg, s);
+            list_clear(l);
+            char *copy = td_xstrdup(v), *save = NULL;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                list_add(l, trim(tok));
+            }
+            free(copy);
+            continue;
+        }
+        td_err_t e = { 0 };
+        if (set_value(cfg, s, v, &e) != TD_OK) {
+            return td_err_set(err, TD_EINVAL, s->name, "environment %s: %s", name, e.message);
+        }
+    }
+    return TD_OK;
+}
+
+/* Finds --config in argv or TANDEM_CONFIG, since the file is read first. */
+static const char *find_config_path(int argc, char **argv)
+{
+    const char *path = getenv("TANDEM_CONFIG");
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            path = argv[i + 1];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        }
+    }
+    return path && *path ? path : NULL;
+}
+
+int td_config_load(td_config_t *cfg, int argc, char **argv, td_err_t *err)
+{
+    const char *path = find_config_path(argc, argv);
+    bool list_from_flags[TD_ARRAY_LEN(settings)] = { false };
+    int rc;
+
+    if (path && (rc = load_file(cfg, path, err)) != TD_OK) {
+        return rc;
+    }
+    if ((rc = load_env(cfg, err)) != TD_OK) {
+        return rc;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *value;
+        if (strncmp(arg, "--", 2) != 0) {
+            return td_err_set(err, TD_EINVAL, arg, "unexpected argument \"%s\"", arg);
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const setting_t *s = find_setting(name, nlen);
+        if (s == NULL) {
+            return td_err_set(err, TD_EINVAL, arg, "unknown option \"%.*s\" (see --help)",
+                              (int)nlen + 2, arg);
+        }
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return td_err_set(err, TD_EINVAL, s->name, "option \"--%s\" needs a value", s->name);
+        }
+        if (s->type == T_LIST && !list_from_flags[s - settings]) {
+            /* flags replace a list from the file or environment */
+            list_clear(field(cfg, s));
+            list_from_flags[s - settings] = true;
+        }
+        td_err_t e = { 0 };
+        if (set_value(cfg, s, value, &e) != TD_OK) {
+            return td_err_set(err, TD_EINVAL, s->name, "option --%s: %s", s->name, e.message);
+        }
+    }
+    if (path) {
+        free(cfg->config);
+        cfg->config = td_xstrdup(path);
+    }
+    for (int i = 0; i < cfg->datastream.n; i++) {
+        const char *ds = cfg->datastream.items[i], *eq = strchr(ds, '=');
+        if (eq == NULL || eq == ds || eq[1] == '\0') {
+            return td_err_set(err, TD_EINVAL, "datastream",
+                              "setting \"datastream\" must be CONFIGID=ORGID, not \"%s\"", ds);
+        }
+    }
+    if (*cfg->tls_listen && (!*cfg->tls_cert || !*cfg->tls_key)) {
+        return td_err_set(err, TD_EINVAL, "tls_listen",
+                          "setting \"tls_listen\" needs \"tls_cert\" and \"tls_key\"");
+    }
+    return TD_OK;
+}
+
+static void flag_name(const setting_t *s, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "--%s", s->name);
+
+    for (size_t i = 2; i < n && i < len; i++) {
+        if (out[i] == '_') {
+            out[i] = '-';
+        }
+    }
+}
+
+static void default_text(const setting_t *s, char *out, size_t len)
+{
+    if (s->type == T_ENUM) {
+        snprintf(out, len, "%s (one of %s)", s->def, s->choices);
+    } else if (s->type == T_INT) {
+        snprintf(out, len, "%s (%lld..%lld)", s->def, (long long)s->min, (long long)s->max);
+    } else {
+        snprintf(out, len, "%s", *s->def ? s->def : "(empty)");
+    }
+}
+
+void td_config_print_help(FILE *out)
+{
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        const setting_t *s = &settings[i];
+        char flag[64], env[64], def[128];
+        flag_name(s, flag, sizeof(flag));
+        env_name(s, env, sizeof(env));
+        default_text(s, def, sizeof(def));
+        fprintf(out, "  %-22s %s\n  %-22s   env %s, default %s\n", flag, s->help, "", env, def);
+    }
+}
+
+void td_config_print_markdown(FILE *out)
+{
+    fprintf(out, "# Configuration reference\n\n"
+                 "Generated by `tandem config --markdown` from the table that validates the "
+                 "settings. Precedence: defaults < config file (`name = value`) < environment < "
+                 "flags.\n\n"
+                 "| setting (file) | flag | environment | default | meaning |\n"
+                 "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < TD_ARRAY_LEN(settings); i++) {
+        const setting_t *s = &settings[i];
+        char flag[64], env[64], def[128];
+        flag_name(s, flag, sizeof(flag));
+        env_name(s, env, sizeof(env));
+        default_text(s, def, sizeof(def));
+        fprintf(out, "| `%s` | `%s` | `%s` | %s | %s%s |\n", s->name, flag, env, def, s->help,
+                s->type == T_LIST ? " (environment: comma-separated)" : "");
+    }
+}
+
+const char *td_config_datastream_org(const td_config_t *cfg, const char *config_id)
+{
+    size_t len = strlen(config_id);
+
+    for (int i = 0; i < cfg->datastream.n; i++) {
+        const char *ds = cfg->datastream.items[i];
+        if (strncmp(ds, config_id, len) == 0 && ds[len] == '=') {
+            return ds + len + 1;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,69 @@
+/* The server's settings: one table (config.c) gives each setting's name,
+ * type, default, bounds, TANDEM_* environment variable and help line; the
+ * parser, the validation, `--help` and the configuration reference all come
+ * from it. Precedence: defaults < config file < environment < flags.
+ *
+ * After start-up the configuration is immutable and passed around as
+ * `const td_config_t *`. */
+#ifndef TD_UTIL_CONFIG_H
+#define TD_UTIL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+typedef struct td_strlist {
+    char **items;
+    int n;
+} td_strlist_t;
+
+typedef struct td_config {
+    char *listen;            /* HOST:PORT for plain HTTP */
+    char *tls_listen;        /* HOST:PORT for HTTPS; empty = off */
+    char *tls_cert;          /* PEM file */
+    char *tls_key;           /* PEM file */
+    char *data;              /* data directory */
+    char *config;            /* the config file that was read, if any */
+    char *store;             /* empty = SQLite in data dir; sqlite:PATH; postgres://... */
+    td_strlist_t admin_key;  /* Bearer keys for admin endpoints */
+    td_strlist_t datastream; /* CONFIGID=ORGID for the Edge endpoint */
+    char *clock;             /* "real" or "virtual" */
+    char *log_level;
+    char *public_url;
+    char *web_dir; /* static pages served under /web/ and /demo/ */
+    char *sync;               /* "full" or "normal": SQLite synchronous mode */
+    int64_t threads;          /* HTTP worker threads; 0 = number of cores */
+    int64_t max_body;         /* bytes */
+    int64_t max_events;       /* events per request */
+    int64_t max_items;        /* items per event */
+    int64_t viewed_max;       /* recently viewed items kept per profile */
+    int64_t commit_max_events; /* events per group commit */
+    int64_t cookie_days;       /* lifetime of the Edge identity cookie */
+} td_config_t;
+
+/* Fills cfg with the defaults. */
+void td_config_init(td_config_t *cfg);
+void td_config_release(td_config_t *cfg);
+
+/* Applies a config file ("name = value" lines, '#' comments, repeatable list
+ * settings), then TANDEM_* environment variables, then the flags in argv
+ * (--name value or --name=value; dashes or underscores). Flags that are not
+ * settings are refused. On error err names the file, line and setting and
+ * the return is TD_EINVAL. argv[0] is the first flag, not the program. */
+int td_config_load(td_config_t *cfg, int argc, char **argv, td_err_t *err) TD_MUST_CHECK;
+
+/* Sets one setting from text, checking its type and bounds. */
+int td_config_set(td_config_t *cfg, const char *name, const char *value, td_err_t *err)
+    TD_MUST_CHECK;
+
+/* Prints one line per setting: flag, environment variable, default, help. */
+void td_config_print_help(FILE *out);
+/* Prints the configuration reference as Markdown (docs/configuration.md). */
+void td_config_print_markdown(FILE *out);
+
+/* Looks up the org id configured for a datastream id; NULL when unknown. */
+const char *td_config_datastream_org(const td_config_t *cfg, const char *config_id);
+
+#endif

@@ -1,0 +1,128 @@
+"""Starts the real tandem binary on a free port with a fresh data directory
+and talks to it over HTTP (python3 standard library only).
+
+    with Server() as srv:
+        status, body = srv.post("/v1/events", {"type": "page_view", "ecid": "E1"})
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.abspath(os.environ.get("TANDEM_BIN", os.path.join(ROOT, "tandem")))
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One tandem serve process. data_dir survives restarts of the same object."""
+
+    def __init__(self, *args, data_dir=None, env=None, clock="virtual"):
+        self.args = list(args)
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="tandem-test-")
+        self.env = dict(os.environ, **(env or {}))
+        self.clock = clock
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(self.data_dir, "server.log")
+
+    def start(self):
+        self.port = free_port()
+        cmd = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir,
+               "--admin-key", ADMIN_KEY, "--clock", self.clock] + self.args
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=self.env)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tandem exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("tandem did not become healthy:\n" + self.logs())
+
+    def logs(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self):
+        """SIGTERM and wait; returns the exit status (sanitizer findings make it non-zero)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else 0
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        rc = self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if rc != 0 and exc[0] is None:
+            raise AssertionError(f"tandem exited with status {rc}")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def request(self, method, path, body=None, headers=None, admin=False, raw=False, timeout=30):
+        """Returns (status, parsed JSON or raw bytes, response headers)."""
+        data = body
+        hdrs = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            data = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        if isinstance(data, str):
+            data = data.encode()
+        if admin:
+            hdrs["Authorization"] = f"Bearer {ADMIN_KEY}"
+        req = urllib.request.Request(self.url(path), data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, payload, rh = r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            status, payload, rh = e.code, e.read(), e.headers
+        if not raw and payload and "json" in (rh.get("Content-Type") or ""):
+            payload = json.loads(payload)
+        return status, payload, rh
+
+    def get(self, path, **kw):
+        s, b, _ = self.request("GET", path, **kw)
+        return s, b
+
+    def post(self, path, body=None, **kw):
+        s, b, _ = self.request("POST", path, body, **kw)
+        return s, b
+
+    def profile(self, ns, ident):
+        return self.get(f"/v1/profiles/{ns}/{urllib.request.quote(ident, safe='')}", admin=True)
+
+    def advance(self, seconds):
+        return self.post("/v1/admin/clock:advance", {"seconds": seconds}, admin=True)

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Runs the test suites against the build in $1 (default build/san):
+# unit tests (cmocka), fuzz-corpus replay, black-box tests of the real binary
+# over HTTP, and browser tests. $2 picks one suite: unit, fuzz, blackbox,
+# browser. Ends with "N passed, N failed" and a non-zero status on failure.
+set -u
+O=${1:-build/san}
+only=${2:-all}
+passed=0
+failed=0
+failures=""
+log_dir=$(mktemp -d)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+record() { # name status logfile
+    if [ "$2" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "ok   $1"
+    else
+        failed=$((failed + 1))
+        failures="$failures $1"
+        echo "FAIL $1 (log follows)"
+        tail -n 60 "$3"
+    fi
+}
+
+want() { [ "$only" = all ] || [ "$only" = "$1" ]; }
+
+if want unit; then
+    echo "== unit tests"
+    for t in $(find "$O/tests/unit" -type f -name 'test_*' 2>/dev/null | sort); do
+        name=unit/$(basename "$(dirname "$t")")/$(basename "$t")
+        "$t" >"$log_dir/x" 2>&1
+        record "$name" $? "$log_dir/x"
+    done
+fi
+
+if want fuzz; then
+    echo "== fuzz corpora replay"
+    for r in $(find "$O/fuzz" -type f -name 'replay_*' 2>/dev/null | sort); do
+        target=${r##*/replay_}
+        "$r" fuzz/corpus/"$target" >"$log_dir/x" 2>&1
+        record "fuzz/$target" $? "$log_dir/x"
+    done
+fi
+
+if want blackbox; then
+    echo "== black-box tests ($O/tandem over HTTP)"
+    for t in $(ls tests/blackbox/test_*.py 2>/dev/null | sort); do
+        TANDEM_BIN="$O/tandem" PYTHONPATH=tests/blackbox python3 -m unittest -v "$t" >"$log_dir/x" 2>&1
+        st=$?
+        n=$(grep -Eo '^Ran [0-9]+ test' "$log_dir/x" | grep -Eo '[0-9]+' || echo 0)
+        echo "     $t: $n tests"
+        record "blackbox/$(basename "$t" .py)" $st "$log_dir/x"
+    done
+fi
+
+if want browser && [ -f tests/browser/run.sh ]; then
+    echo "== browser tests (chromium + playwright-core)"
+    sh tests/browser/run.sh "$O/tandem" >"$log_dir/x" 2>&1
+    record "browser" $? "$log_dir/x"
+fi
+
+rm -rf "$log_dir"
+echo
+[ -z "$failures" ] || echo "failed:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
