@@ -27,8 +27,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     }
-    fprintf(out, "  %-10s %s\n\n"
-                 "Run 'tandem <command> --help' for a command's options.\n",
+    fprintf(out,
+            "  %-10s %s\n\n"
+            "Run 'tandem <command> --help' for a command's options.\n",
             "version", "print the version");
 }
 

@@ -134,8 +134,8 @@ void td_api_events_post(td_http_req_t *req, void *ctx)
     const char *body = td_http_body(req, &len);
     int rc;
 
-    rc = td_collect_parse_native(body, len, &app->limits, td_clock_now_ms(app->clock), &batch,
-                                 &err);
+    rc =
+        td_collect_parse_native(body, len, &app->limits, td_clock_now_ms(app->clock), &batch, &err);
     if (rc != TD_OK) {
         count("native", "refused", 1);
         td_event_batch_release(&batch);

@@ -30,7 +30,6 @@ int td_cli_config(int argc, char **argv)
         td_config_release(&cfg);
         return rc == TD_OK ? 0 : 1;
     }
-    fprintf(stderr, "tandem config: unknown argument \"%s\" (see tandem config --help)\n",
-            argv[0]);
+    fprintf(stderr, "tandem config: unknown argument \"%s\" (see tandem config --help)\n", argv[0]);
     return 1;
 }

@@ -27,15 +27,17 @@ static const struct {
 
 static void add_item(td_buf_t *b, int p, int qty)
 {
-    td_buf_addf(b, "{\"id\":\"%s\",\"name\":\"%s\",\"category\":\"%s\",\"price\":%.2f,"
-                   "\"quantity\":%d}",
+    td_buf_addf(b,
+                "{\"id\":\"%s\",\"name\":\"%s\",\"category\":\"%s\",\"price\":%.2f,"
+                "\"quantity\":%d}",
                 products[p].id, products[p].name, products[p].category, products[p].price, qty);
 }
 
 static void add_event(td_buf_t *b, const char *type, int shopper, int64_t ts_ms, int p, int qty)
 {
-    td_buf_addf(b, "%s{\"type\":\"%s\",\"ecid\":\"demo-ecid-%02d\",\"ts\":%lld,"
-                   "\"attributes\":{\"generated\":true}",
+    td_buf_addf(b,
+                "%s{\"type\":\"%s\",\"ecid\":\"demo-ecid-%02d\",\"ts\":%lld,"
+                "\"attributes\":{\"generated\":true}",
                 b->len > 12 ? "," : "", type, shopper, (long long)ts_ms);
     if (shopper % 2 == 0) {
         td_buf_addf(b, ",\"email\":\"shopper%02d@demo.example\"", shopper);

@@ -125,8 +125,8 @@ int td_cli_serve(int argc, char **argv)
         fprintf(stderr, "tandem serve: %s\n", err.message);
         goto out_app;
     }
-    td_log(TD_LOG_INFO, "serve", "listening http=%s port=%d https=%s store=%s clock=%s",
-           cfg.listen, td_http_port(srv, false), *cfg.tls_listen ? cfg.tls_listen : "off",
+    td_log(TD_LOG_INFO, "serve", "listening http=%s port=%d https=%s store=%s clock=%s", cfg.listen,
+           td_http_port(srv, false), *cfg.tls_listen ? cfg.tls_listen : "off",
            td_store_backend(app.store), cfg.clock);
     if (sigwait(&sigs, &sig) == 0) {
         td_log(TD_LOG_INFO, "serve", "shutdown signal=%d", sig);

@@ -112,8 +112,8 @@ typedef struct td_ingest_options {
 } td_ingest_options_t;
 
 /* Starts the writer thread on its own store connection. */
-int td_ingest_open(struct td_store *store, const td_ingest_options_t *opt, td_ingest_t **out)
-    TD_MUST_CHECK;
+int td_ingest_open(struct td_store *store, const td_ingest_options_t *opt,
+                   td_ingest_t **out) TD_MUST_CHECK;
 /* Drains what was submitted, stops the thread and frees everything. */
 void td_ingest_close(td_ingest_t *ing);
 /* Registers a listener; call before events flow. */

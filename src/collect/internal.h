@@ -7,12 +7,12 @@
 #include "collect/collect.h"
 
 /* Longest accepted strings and documents. */
-#define TD_COLLECT_MAX_ID      256
-#define TD_COLLECT_MAX_TYPE    64
-#define TD_COLLECT_MAX_TEXT    1024
-#define TD_COLLECT_MAX_ATTRS   16384
-#define TD_COLLECT_FUTURE_MS   (24LL * 3600 * 1000) /* clock skew tolerated */
-#define TD_COLLECT_MIN_TS_MS   946684800000LL       /* 2000-01-01 */
+#define TD_COLLECT_MAX_ID    256
+#define TD_COLLECT_MAX_TYPE  64
+#define TD_COLLECT_MAX_TEXT  1024
+#define TD_COLLECT_MAX_ATTRS 16384
+#define TD_COLLECT_FUTURE_MS (24LL * 3600 * 1000) /* clock skew tolerated */
+#define TD_COLLECT_MIN_TS_MS 946684800000LL       /* 2000-01-01 */
 
 /* Checks and copies a string field; path names it in errors. */
 int td_collect__string(json_t *v, const char *path, size_t max_len, bool required, char **out,

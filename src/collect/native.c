@@ -133,8 +133,7 @@ static int parse_consent(json_t *o, const char *path, td_event_t *ev, td_err_t *
     {
         td_collect__key_path(p, sizeof(p), path, key);
         if (strcmp(key, "marketing") != 0) {
-            return td_err_set(err, TD_EINVAL, p, "unknown consent \"%s\" (known: marketing)",
-                              key);
+            return td_err_set(err, TD_EINVAL, p, "unknown consent \"%s\" (known: marketing)", key);
         }
         int rc = td_collect__consent(v, p, &ev->consent_marketing, err);
         if (rc != TD_OK) {
@@ -144,8 +143,8 @@ static int parse_consent(json_t *o, const char *path, td_event_t *ev, td_err_t *
     return TD_OK;
 }
 
-static int parse_event(json_t *o, const char *path, const td_collect_limits_t *lim,
-                       int64_t now_ms, td_event_t *ev, td_err_t *err)
+static int parse_event(json_t *o, const char *path, const td_collect_limits_t *lim, int64_t now_ms,
+                       td_event_t *ev, td_err_t *err)
 {
     char p[512];
     const char *key;
@@ -186,10 +185,8 @@ static int parse_event(json_t *o, const char *path, const td_collect_limits_t *l
                 return td_err_set(err, TD_EINVAL, p, "must be an object");
             }
             ev->attributes_json = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-            if (ev->attributes_json == NULL ||
-                strlen(ev->attributes_json) > TD_COLLECT_MAX_ATTRS) {
-                return td_err_set(err, TD_ETOOBIG, p, "larger than %d bytes",
-                                  TD_COLLECT_MAX_ATTRS);
+            if (ev->attributes_json == NULL || strlen(ev->attributes_json) > TD_COLLECT_MAX_ATTRS) {
+                return td_err_set(err, TD_ETOOBIG, p, "larger than %d bytes", TD_COLLECT_MAX_ATTRS);
             }
             rc = TD_OK;
         } else {
@@ -229,7 +226,8 @@ int td_collect_parse_native(const char *body, size_t len, const td_collect_limit
                              jerr.text);
     }
     if (!json_is_object(root)) {
-        rc = td_err_set(err, TD_EINVAL, "/", "the body must be an event object or {\"events\": [...]}");
+        rc = td_err_set(err, TD_EINVAL, "/",
+                        "the body must be an event object or {\"events\": [...]}");
         goto out;
     }
     events = json_object_get(root, "events");
@@ -248,8 +246,7 @@ int td_collect_parse_native(const char *body, size_t len, const td_collect_limit
             if (strcmp(key, "events") != 0) {
                 char p[512];
                 snprintf(p, sizeof(p), "/%s", key);
-                rc = td_err_set(err, TD_EINVAL, p,
-                                "unknown field \"%s\" beside \"events\"", key);
+                rc = td_err_set(err, TD_EINVAL, p, "unknown field \"%s\" beside \"events\"", key);
                 goto out;
             }
         }

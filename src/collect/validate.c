@@ -148,8 +148,7 @@ int td_collect__time(json_t *v, const char *path, int64_t now_ms, int64_t *out, 
                               "not an RFC 3339 time like \"2026-11-28T10:00:00Z\"");
         }
     } else {
-        return td_err_set(err, TD_EINVAL, path,
-                          "must be an RFC 3339 string or epoch milliseconds");
+        return td_err_set(err, TD_EINVAL, path, "must be an RFC 3339 string or epoch milliseconds");
     }
     if (ms < TD_COLLECT_MIN_TS_MS) {
         return td_err_set(err, TD_EINVAL, path, "before the year 2000 (epoch milliseconds?)");
@@ -188,7 +187,8 @@ int td_collect__consent(json_t *v, const char *path, td_consent_t *out, td_err_t
         return TD_OK;
     }
     if (!json_is_string(v)) {
-        return td_err_set(err, TD_EINVAL, path, "must be \"in\", \"out\", \"y\", \"n\" or a boolean");
+        return td_err_set(err, TD_EINVAL, path,
+                          "must be \"in\", \"out\", \"y\", \"n\" or a boolean");
     }
     s = json_string_value(v);
     if (strcmp(s, "in") == 0 || strcmp(s, "y") == 0) {
@@ -196,7 +196,8 @@ int td_collect__consent(json_t *v, const char *path, td_consent_t *out, td_err_t
     } else if (strcmp(s, "out") == 0 || strcmp(s, "n") == 0) {
         *out = TD_CONSENT_OUT;
     } else {
-        return td_err_set(err, TD_EINVAL, path, "must be \"in\", \"out\", \"y\", \"n\" or a boolean");
+        return td_err_set(err, TD_EINVAL, path,
+                          "must be \"in\", \"out\", \"y\", \"n\" or a boolean");
     }
     return TD_OK;
 }

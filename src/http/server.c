@@ -119,12 +119,12 @@ static void dispatch(td_http_req_t *req)
         if (path_known && strcmp(req->method, "OPTIONS") == 0) {
             td_http__preflight(req);
         } else if (path_known) {
-            td_http_reply_errorf(req, TD_EINVAL, NULL, "method %s not allowed on %s",
-                                 req->method, req->path);
+            td_http_reply_errorf(req, TD_EINVAL, NULL, "method %s not allowed on %s", req->method,
+                                 req->path);
             req->status = 405;
         } else {
-            td_http_reply_errorf(req, TD_ENOTFOUND, NULL, "no such endpoint: %s %s",
-                                 req->method, req->path);
+            td_http_reply_errorf(req, TD_ENOTFOUND, NULL, "no such endpoint: %s %s", req->method,
+                                 req->path);
         }
         return;
     }
@@ -146,9 +146,8 @@ static void dispatch(td_http_req_t *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     td_http_server_t *srv = cls;
     td_http_req_t *req = *con_cls;
@@ -246,17 +245,17 @@ static struct MHD_Daemon *start_daemon(td_http_server_t *srv, const char *listen
         flags |= MHD_USE_IPv6;
     }
     if (tls) {
-        d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, srv,
-                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                             MHD_OPTION_CONNECTION_TIMEOUT, 60U, MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem,
-                             MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem, MHD_OPTION_END);
+        d = MHD_start_daemon(
+            flags | MHD_USE_TLS, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+            on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED,
+            on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 60U, MHD_OPTION_HTTPS_MEM_KEY,
+            srv->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem, MHD_OPTION_END);
     } else {
         d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-                             on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                             (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-                             (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                             on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                              MHD_OPTION_CONNECTION_TIMEOUT, 60U, MHD_OPTION_END);
     }
     if (d == NULL) {
@@ -280,8 +279,10 @@ int td_http_start(const td_http_options_t *opt, const td_http_route_t *routes, v
     for (int i = 0; i < opt->n_admin_keys; i++) {
         srv->admin_keys[i] = td_xstrdup(opt->admin_keys[i]);
     }
-    td_metrics_describe("tandem_http_requests_total", "counter", "HTTP requests by route and status");
-    td_metrics_describe("tandem_http_request_seconds", "histogram", "HTTP request latency by route");
+    td_metrics_describe("tandem_http_requests_total", "counter",
+                        "HTTP requests by route and status");
+    td_metrics_describe("tandem_http_request_seconds", "histogram",
+                        "HTTP request latency by route");
     if (threads < 1) {
         threads = 1;
     }

@@ -148,14 +148,14 @@ static int apply_state(td_store_conn_t *c, int64_t pid, const td_event_t *ev, in
         rc = apply_purchase(c, pid, ev);
     }
     if (rc == TD_OK && ev->consent_marketing != TD_CONSENT_NONE) {
-        rc = td_store_consent_set(c, pid, ev->consent_marketing == TD_CONSENT_IN ? 1 : 2,
-                                  ev->ts_ms, ev->source);
+        rc = td_store_consent_set(c, pid, ev->consent_marketing == TD_CONSENT_IN ? 1 : 2, ev->ts_ms,
+                                  ev->source);
     }
     return rc;
 }
 
-int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms,
-                     int viewed_max, int64_t *profile_id, int64_t *seq)
+int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms, int viewed_max,
+                     int64_t *profile_id, int64_t *seq)
 {
     int64_t pid;
     int rc;

@@ -22,15 +22,15 @@
  * and updates cart, viewed, purchases and consent. Must run inside a store
  * transaction. Returns TD_ECONFLICT with *seq set when ev->event_id was
  * stored before (nothing changes then). */
-int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms,
-                     int viewed_max, int64_t *profile_id, int64_t *seq) TD_MUST_CHECK;
+int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms, int viewed_max,
+                     int64_t *profile_id, int64_t *seq) TD_MUST_CHECK;
 
 /* True for a known identity namespace ("ecid", "email", "customer"). */
 bool td_profile_ns_valid(const char *ns);
 
 /* Loads the merged profile that identity ns/id belongs to; TD_ENOTFOUND when
  * the identity is unknown. Release out with td_store_profile_release(). */
-int td_profile_lookup(td_store_conn_t *c, const char *ns, const char *id, td_store_profile_t *out)
-    TD_MUST_CHECK;
+int td_profile_lookup(td_store_conn_t *c, const char *ns, const char *id,
+                      td_store_profile_t *out) TD_MUST_CHECK;
 
 #endif

@@ -1,7 +1,6 @@
 /* The SQLite backend: one database file in WAL mode, a connection per pool
  * slot, prepared statements cached per connection. Writers use BEGIN
  * IMMEDIATE so two writers queue on the lock instead of failing on upgrade. */
-#include "store/store.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "migrations.h"
+#include "store/sqlite_internal.h"
 #include "util/log.h"
 #include "util/banned.h"
 
@@ -21,173 +21,76 @@ typedef struct backend {
     bool sync_full;
 } backend_t;
 
-enum {
-    S_META_GET,
-    S_META_SET,
-    S_IDENT_FIND,
-    S_IDENT_LINK,
-    S_PROFILE_NEW,
-    S_PROFILE_RESOLVE,
-    S_EVENT_ADD,
-    S_EVENT_BY_KEY,
-    S_EVENT_COUNT,
-    S_CART_ADD,
-    S_CART_DEC,
-    S_CART_DROP,
-    S_CART_CLEAR,
-    S_VIEWED_ADD,
-    S_VIEWED_TRIM,
-    S_PURCHASE_ADD,
-    S_CONSENT_SET,
-    S_LOAD_PROFILE,
-    S_LOAD_IDENTS,
-    S_LOAD_CART,
-    S_LOAD_VIEWED,
-    S_LOAD_PURCHASES,
-    S_LOAD_COUNTS,
-    S_LOAD_LAST,
-    S_LOAD_CONSENT,
-    N_STMTS
-};
-
-static const char *const stmt_sql[N_STMTS] = {
-    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [S_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
-                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    [S_IDENT_FIND] = "SELECT profile_id FROM identities WHERE ns = ?1 AND id = ?2",
-    [S_IDENT_LINK] = "INSERT INTO identities (ns, id, profile_id, linked_ms) VALUES (?1, ?2, ?3, ?4) "
-                     "ON CONFLICT (ns, id) DO UPDATE SET profile_id = excluded.profile_id",
-    [S_PROFILE_NEW] = "INSERT INTO profiles (created_ms) VALUES (?1)",
-    [S_PROFILE_RESOLVE] = "SELECT merged_into FROM profiles WHERE id = ?1",
-    [S_EVENT_ADD] = "INSERT INTO events (event_id, type, profile_id, ts_ms, received_ms, doc) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_EVENT_BY_KEY] = "SELECT seq FROM events WHERE event_id = ?1",
-    [S_EVENT_COUNT] = "SELECT count(*) FROM events",
-    [S_CART_ADD] = "INSERT INTO cart (profile_id, item_id, name, category, price, quantity, added_ms) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (profile_id, item_id) DO UPDATE "
-                   "SET quantity = quantity + excluded.quantity, "
-                   "name = coalesce(excluded.name, name), "
-                   "category = coalesce(excluded.category, category), "
-                   "price = coalesce(excluded.price, price), added_ms = excluded.added_ms",
-    [S_CART_DEC] = "UPDATE cart SET quantity = quantity - ?3 WHERE profile_id = ?1 AND item_id = ?2",
-    [S_CART_DROP] = "DELETE FROM cart WHERE profile_id = ?1 AND (item_id = ?2 OR quantity <= 0)",
-    [S_CART_CLEAR] = "DELETE FROM cart WHERE profile_id = ?1",
-    [S_VIEWED_ADD] = "INSERT INTO viewed (profile_id, item_id, name, category, price, ts_ms) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (profile_id, item_id) DO UPDATE "
-                     "SET name = coalesce(excluded.name, name), "
-                     "category = coalesce(excluded.category, category), "
-                     "price = coalesce(excluded.price, price), "
-                     "ts_ms = max(ts_ms, excluded.ts_ms)",
-    [S_VIEWED_TRIM] = "DELETE FROM viewed WHERE profile_id = ?1 AND ts_ms < ("
-                      "SELECT ts_ms FROM viewed WHERE profile_id = ?1 "
-                      "ORDER BY ts_ms DESC LIMIT 1 OFFSET ?2 - 1)",
-    [S_PURCHASE_ADD] = "INSERT INTO purchases (profile_id, order_id, ts_ms, total, currency, items) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_CONSENT_SET] = "INSERT INTO consent (profile_id, channel, value, ts_ms, source) "
-                      "VALUES (?1, 'marketing', ?2, ?3, ?4) ON CONFLICT (profile_id, channel) "
-                      "DO UPDATE SET value = excluded.value, ts_ms = excluded.ts_ms, "
-                      "source = excluded.source WHERE excluded.ts_ms >= consent.ts_ms",
-    [S_LOAD_PROFILE] = "SELECT created_ms FROM profiles WHERE id = ?1",
-    [S_LOAD_IDENTS] = "SELECT ns, id, linked_ms FROM identities WHERE profile_id = ?1 "
-                      "ORDER BY ns, linked_ms",
-    [S_LOAD_CART] = "SELECT item_id, name, category, price, quantity, added_ms FROM cart "
-                    "WHERE profile_id = ?1 ORDER BY added_ms, item_id",
-    [S_LOAD_VIEWED] = "SELECT item_id, name, category, price, 1, ts_ms FROM viewed "
-                      "WHERE profile_id = ?1 ORDER BY ts_ms DESC, item_id",
-    [S_LOAD_PURCHASES] = "SELECT order_id, ts_ms, total, currency, items FROM purchases "
-                         "WHERE profile_id = ?1 ORDER BY ts_ms DESC LIMIT 100",
-    [S_LOAD_COUNTS] = "SELECT type, count(*) FROM events WHERE profile_id = ?1 GROUP BY type "
-                      "ORDER BY type",
-    [S_LOAD_LAST] = "SELECT max(ts_ms) FROM events WHERE profile_id = ?1",
-    [S_LOAD_CONSENT] = "SELECT value, ts_ms, source FROM consent "
-                       "WHERE profile_id = ?1 AND channel = 'marketing'",
-};
-
-typedef struct conn {
-    sqlite3 *db;
-    sqlite3_stmt *stmts[N_STMTS];
-} conn_t;
-
-static int db_error(sqlite3 *db, const char *what)
-{
-    int code = sqlite3_extended_errcode(db);
-
-    td_log(TD_LOG_ERROR, "store", "sqlite %s failed: %s (code %d)", what, sqlite3_errmsg(db),
-           code);
-    if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
-        return TD_EBUSY;
-    }
-    if ((code & 0xff) == SQLITE_CONSTRAINT) {
-        return TD_ECONFLICT;
-    }
-    return TD_EIO;
-}
-
-/* Returns the cached statement, reset and with bindings cleared. */
-static sqlite3_stmt *stmt(conn_t *c, int id)
-{
-    sqlite3_stmt *st = c->stmts[id];
-
-    if (st == NULL) {
-        if (sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->stmts[id],
-                               NULL) != SQLITE_OK) {
-            db_error(c->db, stmt_sql[id]);
-            return NULL;
-        }
-        return c->stmts[id];
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return st;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s) {
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(st, i);
-    }
-}
-
-static char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-
-    return s ? td_xstrdup((const char *)s) : NULL;
-}
-
-/* Runs a statement that returns no rows. */
-static int run(conn_t *c, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        return db_error(c->db, sqlite3_sql(st));
-    }
-    return TD_OK;
-}
-
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        td_log(TD_LOG_ERROR, "store", "sqlite exec failed: %s sql=\"%.60s\"", msg ? msg : "?",
-               sql);
-        sqlite3_free(msg);
-        return sqlite3_errcode(db) == SQLITE_BUSY ? TD_EBUSY : TD_EIO;
-    }
-    return TD_OK;
-}
+static const char S_META_GET[] = "SELECT value FROM meta WHERE key = ?1";
+static const char S_META_SET[] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+static const char S_IDENT_FIND[] = "SELECT profile_id FROM identities WHERE ns = ?1 AND id = ?2";
+static const char S_IDENT_LINK[] =
+    "INSERT INTO identities (ns, id, profile_id, linked_ms) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (ns, id) DO UPDATE SET profile_id = excluded.profile_id";
+static const char S_PROFILE_NEW[] = "INSERT INTO profiles (created_ms) VALUES (?1)";
+static const char S_PROFILE_RESOLVE[] = "SELECT merged_into FROM profiles WHERE id = ?1";
+static const char S_EVENT_ADD[] =
+    "INSERT INTO events (event_id, type, profile_id, ts_ms, received_ms, doc) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char S_EVENT_BY_KEY[] = "SELECT seq FROM events WHERE event_id = ?1";
+static const char S_EVENT_COUNT[] = "SELECT count(*) FROM events";
+static const char S_CART_ADD[] =
+    "INSERT INTO cart (profile_id, item_id, name, category, price, quantity, added_ms) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (profile_id, item_id) DO UPDATE "
+    "SET quantity = quantity + excluded.quantity, "
+    "name = coalesce(excluded.name, name), "
+    "category = coalesce(excluded.category, category), "
+    "price = coalesce(excluded.price, price), added_ms = excluded.added_ms";
+static const char S_CART_DEC[] =
+    "UPDATE cart SET quantity = quantity - ?3 WHERE profile_id = ?1 AND item_id = ?2";
+static const char S_CART_DROP[] =
+    "DELETE FROM cart WHERE profile_id = ?1 AND (item_id = ?2 OR quantity <= 0)";
+static const char S_CART_CLEAR[] = "DELETE FROM cart WHERE profile_id = ?1";
+static const char S_VIEWED_ADD[] =
+    "INSERT INTO viewed (profile_id, item_id, name, category, price, ts_ms) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (profile_id, item_id) DO UPDATE "
+    "SET name = coalesce(excluded.name, name), "
+    "category = coalesce(excluded.category, category), "
+    "price = coalesce(excluded.price, price), "
+    "ts_ms = max(ts_ms, excluded.ts_ms)";
+static const char S_VIEWED_TRIM[] = "DELETE FROM viewed WHERE profile_id = ?1 AND ts_ms < ("
+                                    "SELECT ts_ms FROM viewed WHERE profile_id = ?1 "
+                                    "ORDER BY ts_ms DESC LIMIT 1 OFFSET ?2 - 1)";
+static const char S_PURCHASE_ADD[] =
+    "INSERT INTO purchases (profile_id, order_id, ts_ms, total, currency, items) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char S_CONSENT_SET[] =
+    "INSERT INTO consent (profile_id, channel, value, ts_ms, source) "
+    "VALUES (?1, 'marketing', ?2, ?3, ?4) ON CONFLICT (profile_id, channel) "
+    "DO UPDATE SET value = excluded.value, ts_ms = excluded.ts_ms, "
+    "source = excluded.source WHERE excluded.ts_ms >= consent.ts_ms";
+static const char S_LOAD_PROFILE[] = "SELECT created_ms FROM profiles WHERE id = ?1";
+static const char S_LOAD_IDENTS[] =
+    "SELECT ns, id, linked_ms FROM identities WHERE profile_id = ?1 "
+    "ORDER BY ns, linked_ms";
+static const char S_LOAD_CART[] =
+    "SELECT item_id, name, category, price, quantity, added_ms FROM cart "
+    "WHERE profile_id = ?1 ORDER BY added_ms, item_id";
+static const char S_LOAD_VIEWED[] = "SELECT item_id, name, category, price, 1, ts_ms FROM viewed "
+                                    "WHERE profile_id = ?1 ORDER BY ts_ms DESC, item_id";
+static const char S_LOAD_PURCHASES[] =
+    "SELECT order_id, ts_ms, total, currency, items FROM purchases "
+    "WHERE profile_id = ?1 ORDER BY ts_ms DESC LIMIT 100";
+static const char S_LOAD_COUNTS[] =
+    "SELECT type, count(*) FROM events WHERE profile_id = ?1 GROUP BY type "
+    "ORDER BY type";
+static const char S_LOAD_LAST[] = "SELECT max(ts_ms) FROM events WHERE profile_id = ?1";
+static const char S_LOAD_CONSENT[] = "SELECT value, ts_ms, source FROM consent "
+                                     "WHERE profile_id = ?1 AND channel = 'marketing'";
 
 static int open_db(backend_t *b, sqlite3 **out, td_err_t *err)
 {
     sqlite3 *db = NULL;
     char pragmas[160];
 
-    if (sqlite3_open_v2(b->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(b->path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         int rc = td_err_set(err, TD_EIO, "store", "cannot open SQLite database \"%s\": %s", b->path,
                             db ? sqlite3_errmsg(db) : "out of memory");
@@ -199,7 +102,7 @@ static int open_db(backend_t *b, sqlite3 **out, td_err_t *err)
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF; "
              "PRAGMA cache_size=-65536;",
              b->sync_full ? "FULL" : "NORMAL");
-    if (exec_sql(db, pragmas) != TD_OK) {
+    if (td_store__sqlite_exec(db, pragmas) != TD_OK) {
         int rc = td_err_set(err, TD_EIO, "store", "cannot set up SQLite database \"%s\": %s",
                             b->path, sqlite3_errmsg(db));
         sqlite3_close(db);
@@ -211,11 +114,11 @@ static int open_db(backend_t *b, sqlite3 **out, td_err_t *err)
 
 static int migrate(sqlite3 *db, td_err_t *err)
 {
-    if (exec_sql(db, "BEGIN IMMEDIATE") != TD_OK) {
+    if (td_store__sqlite_exec(db, "BEGIN IMMEDIATE") != TD_OK) {
         return td_err_set(err, TD_EBUSY, "store", "cannot lock the database to migrate it");
     }
-    if (exec_sql(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                     "name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)") != TD_OK) {
+    if (td_store__sqlite_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                  "name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)") != TD_OK) {
         goto fail;
     }
     for (const td_migration_t *m = td_store__migrations; m->name; m++) {
@@ -235,7 +138,7 @@ static int migrate(sqlite3 *db, td_err_t *err)
             continue;
         }
         td_log(TD_LOG_INFO, "store", "migrate name=%s", m->name);
-        if (exec_sql(db, m->sql) != TD_OK) {
+        if (td_store__sqlite_exec(db, m->sql) != TD_OK) {
             goto fail;
         }
         if (sqlite3_prepare_v2(db,
@@ -251,12 +154,12 @@ static int migrate(sqlite3 *db, td_err_t *err)
             goto fail;
         }
     }
-    if (exec_sql(db, "COMMIT") == TD_OK) {
+    if (td_store__sqlite_exec(db, "COMMIT") == TD_OK) {
         return TD_OK;
     }
 fail:
     td_err_set(err, TD_EIO, "store", "database migration failed: %s", sqlite3_errmsg(db));
-    exec_sql(db, "ROLLBACK");
+    td_store__sqlite_exec(db, "ROLLBACK");
     return TD_EIO;
 }
 
@@ -308,7 +211,7 @@ static void sq_close(void *backend)
 
 static int sq_conn_open(void *backend, void **out, td_err_t *err)
 {
-    conn_t *c = td_xcalloc(1, sizeof(*c));
+    td_sqlite_conn_t *c = td_xcalloc(1, sizeof(*c));
     int rc = open_db(backend, &c->db, err);
 
     if (rc != TD_OK) {
@@ -321,118 +224,100 @@ static int sq_conn_open(void *backend, void **out, td_err_t *err)
 
 static void sq_conn_close(void *conn)
 {
-    conn_t *c = conn;
+    td_sqlite_conn_t *c = conn;
 
     if (c == NULL) {
         return;
     }
-    for (int i = 0; i < N_STMTS; i++) {
-        sqlite3_finalize(c->stmts[i]);
-    }
+    td_store__sqlite_stmts_finalize(c);
     sqlite3_close(c->db);
     free(c);
 }
 
 static int sq_exec(void *conn, const char *sql)
 {
-    conn_t *c = conn;
+    td_sqlite_conn_t *c = conn;
 
     /* writers take the lock up front: no deadlock on read-to-write upgrade */
     if (strcmp(sql, "BEGIN") == 0) {
         sql = "BEGIN IMMEDIATE";
     }
-    return exec_sql(c->db, sql);
+    return td_store__sqlite_exec(c->db, sql);
 }
 
 static int sq_meta_get(void *conn, const char *key, char **value)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_META_GET);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_META_GET);
     int rc;
 
     if (st == NULL) {
         return TD_EIO;
     }
-    bind_text(st, 1, key);
+    td_store__sqlite_bind_text(st, 1, key);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *value = col_text(st, 0);
+        *value = td_store__sqlite_col_text(st, 0);
         sqlite3_reset(st);
         return TD_OK;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TD_ENOTFOUND : db_error(c->db, "meta_get");
+    return rc == SQLITE_DONE ? TD_ENOTFOUND : td_store__sqlite_error(c->db, "meta_get");
 }
 
 static int sq_meta_set(void *conn, const char *key, const char *value)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_META_SET);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_META_SET);
 
     if (st == NULL) {
         return TD_EIO;
     }
-    bind_text(st, 1, key);
-    bind_text(st, 2, value);
-    return run(c, st);
-}
-
-/* Runs a one-row, one-integer query; TD_ENOTFOUND when there is no row or
- * the value is NULL. */
-static int query_int(conn_t *c, sqlite3_stmt *st, int64_t *out)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW) {
-        bool null = sqlite3_column_type(st, 0) == SQLITE_NULL;
-        *out = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        return null ? TD_ENOTFOUND : TD_OK;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TD_ENOTFOUND : db_error(c->db, sqlite3_sql(st));
+    td_store__sqlite_bind_text(st, 1, key);
+    td_store__sqlite_bind_text(st, 2, value);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_identity_find(void *conn, const char *ns, const char *id, int64_t *profile_id)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_IDENT_FIND);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_IDENT_FIND);
 
     if (st == NULL) {
         return TD_EIO;
     }
-    bind_text(st, 1, ns);
-    bind_text(st, 2, id);
-    return query_int(c, st, profile_id);
+    td_store__sqlite_bind_text(st, 1, ns);
+    td_store__sqlite_bind_text(st, 2, id);
+    return td_store__sqlite_query_int(c, st, profile_id);
 }
 
 static int sq_identity_link(void *conn, const char *ns, const char *id, int64_t profile_id,
                             int64_t now_ms)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_IDENT_LINK);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_IDENT_LINK);
 
     if (st == NULL) {
         return TD_EIO;
     }
-    bind_text(st, 1, ns);
-    bind_text(st, 2, id);
+    td_store__sqlite_bind_text(st, 1, ns);
+    td_store__sqlite_bind_text(st, 2, id);
     sqlite3_bind_int64(st, 3, profile_id);
     sqlite3_bind_int64(st, 4, now_ms);
-    return run(c, st);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_profile_create(void *conn, int64_t now_ms, int64_t *profile_id)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_PROFILE_NEW);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_PROFILE_NEW);
     int rc;
 
     if (st == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, now_ms);
-    if ((rc = run(c, st)) == TD_OK) {
+    if ((rc = td_store__sqlite_run(c, st)) == TD_OK) {
         *profile_id = sqlite3_last_insert_rowid(c->db);
     }
     return rc;
@@ -461,20 +346,20 @@ static int sq_profile_merge(void *conn, int64_t from, int64_t into, int64_t now_
         "DELETE FROM consent WHERE profile_id = ?1",
         "UPDATE profiles SET merged_into = ?2 WHERE id = ?1 OR merged_into = ?1",
     };
-    conn_t *c = conn;
+    td_sqlite_conn_t *c = conn;
 
     (void)now_ms;
     for (size_t i = 0; i < TD_ARRAY_LEN(sql); i++) {
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL) != SQLITE_OK) {
-            return db_error(c->db, "merge prepare");
+            return td_store__sqlite_error(c->db, "merge prepare");
         }
         sqlite3_bind_int64(st, 1, from);
         sqlite3_bind_int64(st, 2, into);
         int rc = sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
-            return db_error(c->db, "merge");
+            return td_store__sqlite_error(c->db, "merge");
         }
     }
     return TD_OK;
@@ -482,8 +367,8 @@ static int sq_profile_merge(void *conn, int64_t from, int64_t into, int64_t now_
 
 static int sq_profile_resolve(void *conn, int64_t profile_id, int64_t *out)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_PROFILE_RESOLVE);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_PROFILE_RESOLVE);
     int64_t into;
     int rc;
 
@@ -494,7 +379,7 @@ static int sq_profile_resolve(void *conn, int64_t profile_id, int64_t *out)
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(st);
-        return rc == SQLITE_DONE ? TD_ENOTFOUND : db_error(c->db, "profile_resolve");
+        return rc == SQLITE_DONE ? TD_ENOTFOUND : td_store__sqlite_error(c->db, "profile_resolve");
     }
     into = sqlite3_column_type(st, 0) == SQLITE_NULL ? profile_id : sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
@@ -504,19 +389,19 @@ static int sq_profile_resolve(void *conn, int64_t profile_id, int64_t *out)
 
 static int sq_event_append(void *conn, const td_store_event_t *ev, int64_t *seq)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_EVENT_ADD);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_EVENT_ADD);
     int rc;
 
     if (st == NULL) {
         return TD_EIO;
     }
-    bind_text(st, 1, ev->event_id);
-    bind_text(st, 2, ev->type);
+    td_store__sqlite_bind_text(st, 1, ev->event_id);
+    td_store__sqlite_bind_text(st, 2, ev->type);
     sqlite3_bind_int64(st, 3, ev->profile_id);
     sqlite3_bind_int64(st, 4, ev->ts_ms);
     sqlite3_bind_int64(st, 5, ev->received_ms);
-    bind_text(st, 6, ev->doc);
+    td_store__sqlite_bind_text(st, 6, ev->doc);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) {
@@ -524,29 +409,29 @@ static int sq_event_append(void *conn, const td_store_event_t *ev, int64_t *seq)
         return TD_OK;
     }
     if (rc == SQLITE_CONSTRAINT && ev->event_id) {
-        sqlite3_stmt *q = stmt(c, S_EVENT_BY_KEY);
+        sqlite3_stmt *q = td_store__sqlite_stmt(c, S_EVENT_BY_KEY);
         if (q == NULL) {
             return TD_EIO;
         }
-        bind_text(q, 1, ev->event_id);
-        return query_int(c, q, seq) == TD_OK ? TD_ECONFLICT : TD_EIO;
+        td_store__sqlite_bind_text(q, 1, ev->event_id);
+        return td_store__sqlite_query_int(c, q, seq) == TD_OK ? TD_ECONFLICT : TD_EIO;
     }
-    return db_error(c->db, "event_append");
+    return td_store__sqlite_error(c->db, "event_append");
 }
 
 static int sq_event_count(void *conn, int64_t *n)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_EVENT_COUNT);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_EVENT_COUNT);
 
-    return st ? query_int(c, st, n) : TD_EIO;
+    return st ? td_store__sqlite_query_int(c, st, n) : TD_EIO;
 }
 
 static void bind_item(sqlite3_stmt *st, const td_store_item_t *it)
 {
-    bind_text(st, 2, it->id);
-    bind_text(st, 3, it->name);
-    bind_text(st, 4, it->category);
+    td_store__sqlite_bind_text(st, 2, it->id);
+    td_store__sqlite_bind_text(st, 3, it->name);
+    td_store__sqlite_bind_text(st, 4, it->category);
     if (it->has_price) {
         sqlite3_bind_double(st, 5, it->price);
     } else {
@@ -556,8 +441,8 @@ static void bind_item(sqlite3_stmt *st, const td_store_item_t *it)
 
 static int sq_cart_add(void *conn, int64_t profile_id, const td_store_item_t *it)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_CART_ADD);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_CART_ADD);
 
     if (st == NULL) {
         return TD_EIO;
@@ -566,52 +451,52 @@ static int sq_cart_add(void *conn, int64_t profile_id, const td_store_item_t *it
     bind_item(st, it);
     sqlite3_bind_int64(st, 6, it->quantity);
     sqlite3_bind_int64(st, 7, it->ts_ms);
-    return run(c, st);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_cart_remove(void *conn, int64_t profile_id, const char *item_id, int64_t quantity,
                           bool remove_all)
 {
-    conn_t *c = conn;
+    td_sqlite_conn_t *c = conn;
     sqlite3_stmt *st;
     int rc;
 
     if (!remove_all) {
-        if ((st = stmt(c, S_CART_DEC)) == NULL) {
+        if ((st = td_store__sqlite_stmt(c, S_CART_DEC)) == NULL) {
             return TD_EIO;
         }
         sqlite3_bind_int64(st, 1, profile_id);
-        bind_text(st, 2, item_id);
+        td_store__sqlite_bind_text(st, 2, item_id);
         sqlite3_bind_int64(st, 3, quantity);
-        if ((rc = run(c, st)) != TD_OK) {
+        if ((rc = td_store__sqlite_run(c, st)) != TD_OK) {
             return rc;
         }
     }
-    if ((st = stmt(c, S_CART_DROP)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_CART_DROP)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, profile_id);
     /* without remove_all only lines that reached zero go */
-    bind_text(st, 2, remove_all ? item_id : NULL);
-    return run(c, st);
+    td_store__sqlite_bind_text(st, 2, remove_all ? item_id : NULL);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_cart_clear(void *conn, int64_t profile_id)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_CART_CLEAR);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_CART_CLEAR);
 
     if (st == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, profile_id);
-    return run(c, st);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *it, int max_kept)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_VIEWED_ADD);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_VIEWED_ADD);
     int rc;
 
     if (st == NULL) {
@@ -620,41 +505,41 @@ static int sq_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *
     sqlite3_bind_int64(st, 1, profile_id);
     bind_item(st, it);
     sqlite3_bind_int64(st, 6, it->ts_ms);
-    if ((rc = run(c, st)) != TD_OK) {
+    if ((rc = td_store__sqlite_run(c, st)) != TD_OK) {
         return rc;
     }
-    if ((st = stmt(c, S_VIEWED_TRIM)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_VIEWED_TRIM)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, profile_id);
     sqlite3_bind_int64(st, 2, max_kept);
-    return run(c, st);
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_purchase_add(void *conn, int64_t profile_id, const td_store_purchase_t *p)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_PURCHASE_ADD);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_PURCHASE_ADD);
 
     if (st == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, profile_id);
-    bind_text(st, 2, p->order_id);
+    td_store__sqlite_bind_text(st, 2, p->order_id);
     sqlite3_bind_int64(st, 3, p->ts_ms);
     if (p->has_total) {
         sqlite3_bind_double(st, 4, p->total);
     }
-    bind_text(st, 5, p->currency);
-    bind_text(st, 6, p->items_json ? p->items_json : "[]");
-    return run(c, st);
+    td_store__sqlite_bind_text(st, 5, p->currency);
+    td_store__sqlite_bind_text(st, 6, p->items_json ? p->items_json : "[]");
+    return td_store__sqlite_run(c, st);
 }
 
 static int sq_consent_set(void *conn, int64_t profile_id, int value, int64_t ts_ms,
                           const char *source)
 {
-    conn_t *c = conn;
-    sqlite3_stmt *st = stmt(c, S_CONSENT_SET);
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_CONSENT_SET);
 
     if (st == NULL) {
         return TD_EIO;
@@ -662,13 +547,14 @@ static int sq_consent_set(void *conn, int64_t profile_id, int value, int64_t ts_
     sqlite3_bind_int64(st, 1, profile_id);
     sqlite3_bind_int(st, 2, value);
     sqlite3_bind_int64(st, 3, ts_ms);
-    bind_text(st, 4, source);
-    return run(c, st);
+    td_store__sqlite_bind_text(st, 4, source);
+    return td_store__sqlite_run(c, st);
 }
 
-static int load_items(conn_t *c, int id, int64_t profile_id, td_store_item_t **out, int *n)
+static int load_items(td_sqlite_conn_t *c, const char *sql, int64_t profile_id,
+                      td_store_item_t **out, int *n)
 {
-    sqlite3_stmt *st = stmt(c, id);
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, sql);
     int rc, cap = 0;
 
     if (st == NULL) {
@@ -681,24 +567,24 @@ static int load_items(conn_t *c, int id, int64_t profile_id, td_store_item_t **o
             *out = td_xrealloc(*out, sizeof(td_store_item_t) * (size_t)cap);
         }
         td_store_item_t *it = &(*out)[(*n)++];
-        it->id = col_text(st, 0);
-        it->name = col_text(st, 1);
-        it->category = col_text(st, 2);
+        it->id = td_store__sqlite_col_text(st, 0);
+        it->name = td_store__sqlite_col_text(st, 1);
+        it->category = td_store__sqlite_col_text(st, 2);
         it->has_price = sqlite3_column_type(st, 3) != SQLITE_NULL;
         it->price = sqlite3_column_double(st, 3);
         it->quantity = sqlite3_column_int64(st, 4);
         it->ts_ms = sqlite3_column_int64(st, 5);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TD_OK : db_error(c->db, "load_items");
+    return rc == SQLITE_DONE ? TD_OK : td_store__sqlite_error(c->db, "load_items");
 }
 
-static int load_rest(conn_t *c, int64_t pid, td_store_profile_t *p)
+static int load_rest(td_sqlite_conn_t *c, int64_t pid, td_store_profile_t *p)
 {
     sqlite3_stmt *st;
     int rc, cap;
 
-    if ((st = stmt(c, S_LOAD_IDENTS)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_IDENTS)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, pid);
@@ -708,19 +594,19 @@ static int load_rest(conn_t *c, int64_t pid, td_store_profile_t *p)
             p->identities = td_xrealloc(p->identities, sizeof(*p->identities) * (size_t)cap);
         }
         td_store_identity_t *ident = &p->identities[p->n_identities++];
-        ident->ns = col_text(st, 0);
-        ident->id = col_text(st, 1);
+        ident->ns = td_store__sqlite_col_text(st, 0);
+        ident->id = td_store__sqlite_col_text(st, 1);
         ident->linked_ms = sqlite3_column_int64(st, 2);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        return db_error(c->db, "load identities");
+        return td_store__sqlite_error(c->db, "load identities");
     }
     if ((rc = load_items(c, S_LOAD_CART, pid, &p->cart, &p->n_cart)) != TD_OK ||
         (rc = load_items(c, S_LOAD_VIEWED, pid, &p->viewed, &p->n_viewed)) != TD_OK) {
         return rc;
     }
-    if ((st = stmt(c, S_LOAD_PURCHASES)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_PURCHASES)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, pid);
@@ -730,18 +616,18 @@ static int load_rest(conn_t *c, int64_t pid, td_store_profile_t *p)
             p->purchases = td_xrealloc(p->purchases, sizeof(*p->purchases) * (size_t)cap);
         }
         td_store_purchase_t *pu = &p->purchases[p->n_purchases++];
-        pu->order_id = col_text(st, 0);
+        pu->order_id = td_store__sqlite_col_text(st, 0);
         pu->ts_ms = sqlite3_column_int64(st, 1);
         pu->has_total = sqlite3_column_type(st, 2) != SQLITE_NULL;
         pu->total = sqlite3_column_double(st, 2);
-        pu->currency = col_text(st, 3);
-        pu->items_json = col_text(st, 4);
+        pu->currency = td_store__sqlite_col_text(st, 3);
+        pu->items_json = td_store__sqlite_col_text(st, 4);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        return db_error(c->db, "load purchases");
+        return td_store__sqlite_error(c->db, "load purchases");
     }
-    if ((st = stmt(c, S_LOAD_COUNTS)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_COUNTS)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, pid);
@@ -750,36 +636,38 @@ static int load_rest(conn_t *c, int64_t pid, td_store_profile_t *p)
             cap = cap ? cap * 2 : 8;
             p->counts = td_xrealloc(p->counts, sizeof(*p->counts) * (size_t)cap);
         }
-        p->counts[p->n_counts].type = col_text(st, 0);
+        p->counts[p->n_counts].type = td_store__sqlite_col_text(st, 0);
         p->counts[p->n_counts++].n = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        return db_error(c->db, "load counts");
+        return td_store__sqlite_error(c->db, "load counts");
     }
-    if ((st = stmt(c, S_LOAD_LAST)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_LAST)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, pid);
-    if ((rc = query_int(c, st, &p->last_event_ms)) != TD_OK && rc != TD_ENOTFOUND) {
+    if ((rc = td_store__sqlite_query_int(c, st, &p->last_event_ms)) != TD_OK &&
+        rc != TD_ENOTFOUND) {
         return rc;
     }
-    if ((st = stmt(c, S_LOAD_CONSENT)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_CONSENT)) == NULL) {
         return TD_EIO;
     }
     sqlite3_bind_int64(st, 1, pid);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         p->consent_marketing = sqlite3_column_int(st, 0);
         p->consent_ms = sqlite3_column_int64(st, 1);
-        p->consent_source = col_text(st, 2);
+        p->consent_source = td_store__sqlite_col_text(st, 2);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TD_OK : db_error(c->db, "load consent");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TD_OK
+                                                 : td_store__sqlite_error(c->db, "load consent");
 }
 
 static int sq_profile_load(void *conn, int64_t profile_id, td_store_profile_t *p)
 {
-    conn_t *c = conn;
+    td_sqlite_conn_t *c = conn;
     bool own_tx = sqlite3_get_autocommit(c->db);
     sqlite3_stmt *st;
     int rc;
@@ -787,20 +675,20 @@ static int sq_profile_load(void *conn, int64_t profile_id, td_store_profile_t *p
     memset(p, 0, sizeof(*p));
     p->id = profile_id;
     /* one read transaction: a consistent snapshot of all the parts */
-    if (own_tx && (rc = exec_sql(c->db, "BEGIN")) != TD_OK) {
+    if (own_tx && (rc = td_store__sqlite_exec(c->db, "BEGIN")) != TD_OK) {
         return rc;
     }
-    if ((st = stmt(c, S_LOAD_PROFILE)) == NULL) {
+    if ((st = td_store__sqlite_stmt(c, S_LOAD_PROFILE)) == NULL) {
         rc = TD_EIO;
         goto out;
     }
     sqlite3_bind_int64(st, 1, profile_id);
-    if ((rc = query_int(c, st, &p->created_ms)) == TD_OK) {
+    if ((rc = td_store__sqlite_query_int(c, st, &p->created_ms)) == TD_OK) {
         rc = load_rest(c, profile_id, p);
     }
 out:
     if (own_tx) {
-        exec_sql(c->db, "COMMIT");
+        td_store__sqlite_exec(c->db, "COMMIT");
     }
     if (rc != TD_OK) {
         td_store_profile_release(p);

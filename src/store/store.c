@@ -1,7 +1,7 @@
 /* The store front: picks a backend from the URL, pools connections, and
  * dispatches each operation to the backend. Commit latency is measured here,
  * once for every backend. */
-#include "store/store.h"
+#include "store/internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,22 +12,6 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/banned.h"
-
-struct td_store_conn {
-    td_store_t *st;
-    void *impl;
-    int savepoints; /* nesting depth, for savepoint names */
-    td_store_conn_t *next_free;
-};
-
-struct td_store {
-    const td_store_ops_t *ops;
-    void *backend;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    td_store_conn_t *free_list;
-    int n_open, max_open;
-};
 
 static const td_store_ops_t *pick_backend(const char *url)
 {

@@ -117,25 +117,24 @@ int td_store_identity_find(td_store_conn_t *c, const char *ns, const char *id,
                            int64_t *profile_id) TD_MUST_CHECK; /* TD_ENOTFOUND if unknown */
 int td_store_identity_link(td_store_conn_t *c, const char *ns, const char *id, int64_t profile_id,
                            int64_t now_ms) TD_MUST_CHECK;
-int td_store_profile_create(td_store_conn_t *c, int64_t now_ms, int64_t *profile_id)
-    TD_MUST_CHECK;
+int td_store_profile_create(td_store_conn_t *c, int64_t now_ms, int64_t *profile_id) TD_MUST_CHECK;
 /* Moves everything of profile `from` into `into` (carts add up) and records
  * the merge, so that `from` keeps resolving to `into`. */
-int td_store_profile_merge(td_store_conn_t *c, int64_t from, int64_t into, int64_t now_ms)
-    TD_MUST_CHECK;
+int td_store_profile_merge(td_store_conn_t *c, int64_t from, int64_t into,
+                           int64_t now_ms) TD_MUST_CHECK;
 /* Follows recorded merges: the id that profile_id lives on as. */
 int td_store_profile_resolve(td_store_conn_t *c, int64_t profile_id, int64_t *out) TD_MUST_CHECK;
-int td_store_profile_load(td_store_conn_t *c, int64_t profile_id, td_store_profile_t *out)
-    TD_MUST_CHECK;
+int td_store_profile_load(td_store_conn_t *c, int64_t profile_id,
+                          td_store_profile_t *out) TD_MUST_CHECK;
 
 /* Events. Returns TD_ECONFLICT (and the existing seq) for a repeated event_id. */
-int td_store_event_append(td_store_conn_t *c, const td_store_event_t *ev, int64_t *seq)
-    TD_MUST_CHECK;
+int td_store_event_append(td_store_conn_t *c, const td_store_event_t *ev,
+                          int64_t *seq) TD_MUST_CHECK;
 int td_store_event_count(td_store_conn_t *c, int64_t *n) TD_MUST_CHECK;
 
 /* Profile state derived from events. */
-int td_store_cart_add(td_store_conn_t *c, int64_t profile_id, const td_store_item_t *it)
-    TD_MUST_CHECK;
+int td_store_cart_add(td_store_conn_t *c, int64_t profile_id,
+                      const td_store_item_t *it) TD_MUST_CHECK;
 /* Lowers the quantity by it->quantity; quantity <= 0 (or remove_all) drops the line. */
 int td_store_cart_remove(td_store_conn_t *c, int64_t profile_id, const char *item_id,
                          int64_t quantity, bool remove_all) TD_MUST_CHECK;
@@ -143,13 +142,25 @@ int td_store_cart_clear(td_store_conn_t *c, int64_t profile_id) TD_MUST_CHECK;
 /* Records a view, keeping only the newest max_kept distinct items. */
 int td_store_viewed_add(td_store_conn_t *c, int64_t profile_id, const td_store_item_t *it,
                         int max_kept) TD_MUST_CHECK;
-int td_store_purchase_add(td_store_conn_t *c, int64_t profile_id, const td_store_purchase_t *p)
-    TD_MUST_CHECK;
+int td_store_purchase_add(td_store_conn_t *c, int64_t profile_id,
+                          const td_store_purchase_t *p) TD_MUST_CHECK;
 int td_store_consent_set(td_store_conn_t *c, int64_t profile_id, int value, int64_t ts_ms,
                          const char *source) TD_MUST_CHECK;
 
+/* Later domains (catalog, journeys, outbox, ...) keep their operations in
+ * tables of their own, declared in their section of this header and filled
+ * by each backend; td_store_ops_t.domains[] points at them. */
+enum {
+    TD_STORE_DOMAIN_CATALOG,
+    TD_STORE_DOMAIN_RECO,
+    TD_STORE_DOMAIN_JOURNEY,
+    TD_STORE_DOMAIN_MESSAGE,
+    TD_STORE_N_DOMAINS
+};
+
 /* The backend contract: one function per operation above. */
 struct td_store_ops {
+    const void *domains[TD_STORE_N_DOMAINS];
     const char *name;
     int (*open)(const char *url, const td_store_options_t *opt, void **backend, td_err_t *err);
     void (*close)(void *backend);

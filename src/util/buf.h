@@ -15,7 +15,10 @@ typedef struct td_buf {
     size_t cap;
 } td_buf_t;
 
-#define TD_BUF_INIT { NULL, 0, 0 }
+#define TD_BUF_INIT \
+    {               \
+        NULL, 0, 0  \
+    }
 
 void td_buf_init(td_buf_t *b);
 void td_buf_release(td_buf_t *b);

@@ -32,13 +32,13 @@ typedef struct td_config {
     char *clock;             /* "real" or "virtual" */
     char *log_level;
     char *public_url;
-    char *web_dir; /* static pages served under /web/ and /demo/ */
-    char *sync;               /* "full" or "normal": SQLite synchronous mode */
-    int64_t threads;          /* HTTP worker threads; 0 = number of cores */
-    int64_t max_body;         /* bytes */
-    int64_t max_events;       /* events per request */
-    int64_t max_items;        /* items per event */
-    int64_t viewed_max;       /* recently viewed items kept per profile */
+    char *web_dir;             /* static pages served under /web/ and /demo/ */
+    char *sync;                /* "full" or "normal": SQLite synchronous mode */
+    int64_t threads;           /* HTTP worker threads; 0 = number of cores */
+    int64_t max_body;          /* bytes */
+    int64_t max_events;        /* events per request */
+    int64_t max_items;         /* items per event */
+    int64_t viewed_max;        /* recently viewed items kept per profile */
     int64_t commit_max_events; /* events per group commit */
     int64_t cookie_days;       /* lifetime of the Edge identity cookie */
 } td_config_t;
@@ -55,8 +55,8 @@ void td_config_release(td_config_t *cfg);
 int td_config_load(td_config_t *cfg, int argc, char **argv, td_err_t *err) TD_MUST_CHECK;
 
 /* Sets one setting from text, checking its type and bounds. */
-int td_config_set(td_config_t *cfg, const char *name, const char *value, td_err_t *err)
-    TD_MUST_CHECK;
+int td_config_set(td_config_t *cfg, const char *name, const char *value,
+                  td_err_t *err) TD_MUST_CHECK;
 
 /* Prints one line per setting: flag, environment variable, default, help. */
 void td_config_print_help(FILE *out);

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#define TD_MUST_CHECK __attribute__((warn_unused_result))
+#define TD_MUST_CHECK   __attribute__((warn_unused_result))
 #define TD_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 enum {

@@ -14,11 +14,11 @@ extern td_log_level_t td_log_level;
 /* Parses "debug", "info", "warn" or "error"; returns TD_EINVAL otherwise. */
 int td_log_parse_level(const char *s, td_log_level_t *out) TD_MUST_CHECK;
 
-#define td_log(level, module, ...) \
-    do { \
-        if ((level) >= td_log_level) { \
+#define td_log(level, module, ...)                        \
+    do {                                                  \
+        if ((level) >= td_log_level) {                    \
             td_log_write((level), (module), __VA_ARGS__); \
-        } \
+        }                                                 \
     } while (0)
 
 void td_log_write(td_log_level_t level, const char *module, const char *fmt, ...) TD_PRINTF(3, 4);

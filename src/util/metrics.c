@@ -85,8 +85,7 @@ void td_metrics_describe(const char *name, const char *type, const char *help)
         }
     }
     if (n_descs < (int)TD_ARRAY_LEN(descs)) {
-        descs[n_descs++] =
-            (desc_t){ td_xstrdup(name), td_xstrdup(type), td_xstrdup(help) };
+        descs[n_descs++] = (desc_t){ td_xstrdup(name), td_xstrdup(type), td_xstrdup(help) };
     }
     pthread_mutex_unlock(&mu);
 }
