@@ -106,6 +106,15 @@ typedef void (*td_ingest_done_fn)(void *ctx, int rc, const int64_t *seqs, const 
 typedef void (*td_ingest_listener_fn)(void *ctx, const td_event_t *const *events,
                                       const int64_t *profile_ids, int n);
 
+/* Called on the writer thread INSIDE the transaction that stores the event,
+ * once per stored event (not for refused ones or duplicates), after the
+ * profile state was derived. Whatever the hook writes through conn commits
+ * or rolls back together with the event: journeys enter and exit here, so a
+ * crash can never keep an event and lose its effect. A hook returning an
+ * error fails the event's whole request (nothing of it is stored). */
+typedef int (*td_ingest_tx_hook_fn)(void *ctx, struct td_store_conn *conn, const td_event_t *ev,
+                                    int64_t profile_id, int64_t seq, int64_t received_ms);
+
 typedef struct td_ingest_options {
     int commit_max_events; /* most events in one transaction */
     int viewed_max;        /* recently viewed items kept per profile */
@@ -118,6 +127,8 @@ int td_ingest_open(struct td_store *store, const td_ingest_options_t *opt,
 void td_ingest_close(td_ingest_t *ing);
 /* Registers a listener; call before events flow. */
 void td_ingest_add_listener(td_ingest_t *ing, td_ingest_listener_fn fn, void *ctx);
+/* Registers an in-transaction hook; call before events flow. */
+void td_ingest_add_tx_hook(td_ingest_t *ing, td_ingest_tx_hook_fn fn, void *ctx);
 /* Queues batch (borrowed until done is called) for writing. Thread-safe.
  * received_ms is the time of arrival stored with each event. */
 void td_ingest_submit(td_ingest_t *ing, td_event_batch_t *batch, int64_t received_ms,

@@ -35,6 +35,11 @@ typedef struct listener {
     void *ctx;
 } listener_t;
 
+typedef struct tx_hook {
+    td_ingest_tx_hook_fn fn;
+    void *ctx;
+} tx_hook_t;
+
 struct td_ingest {
     td_store_t *store;
     td_ingest_options_t opt;
@@ -45,6 +50,8 @@ struct td_ingest {
     bool stopping;
     listener_t listeners[8];
     int n_listeners;
+    tx_hook_t tx_hooks[8];
+    int n_tx_hooks;
     pthread_mutex_t write_mu; /* one writer at a time: the thread or a sync caller */
 };
 
@@ -66,6 +73,11 @@ static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j)
         if (rc == TD_ECONFLICT) {
             j->dup[i] = true; /* the same event_id was stored before: a retry */
             rc = TD_OK;
+        } else {
+            for (int h = 0; rc == TD_OK && h < ing->n_tx_hooks; h++) {
+                rc = ing->tx_hooks[h].fn(ing->tx_hooks[h].ctx, c, &s->ev, j->pids[i], j->seqs[i],
+                                         j->received_ms);
+            }
         }
         if (rc != TD_OK) {
             td_store_savepoint_rollback(c);
@@ -236,6 +248,14 @@ void td_ingest_add_listener(td_ingest_t *ing, td_ingest_listener_fn fn, void *ct
         TD_BUG("too many ingest listeners");
     }
     ing->listeners[ing->n_listeners++] = (listener_t){ fn, ctx };
+}
+
+void td_ingest_add_tx_hook(td_ingest_t *ing, td_ingest_tx_hook_fn fn, void *ctx)
+{
+    if (ing->n_tx_hooks == (int)TD_ARRAY_LEN(ing->tx_hooks)) {
+        TD_BUG("too many ingest hooks");
+    }
+    ing->tx_hooks[ing->n_tx_hooks++] = (tx_hook_t){ fn, ctx };
 }
 
 void td_ingest_submit(td_ingest_t *ing, td_event_batch_t *batch, int64_t received_ms,
