@@ -405,10 +405,16 @@ void td_http_defer(td_http_req_t *req)
 
 void td_http_resume(td_http_req_t *req)
 {
+    struct MHD_Connection *conn = req->conn;
+    bool suspended;
+
     pthread_mutex_lock(&req->mu);
     req->resumed = true;
-    if (req->suspended) {
-        MHD_resume_connection(req->conn);
-    }
+    suspended = req->suspended;
     pthread_mutex_unlock(&req->mu);
+    /* Once resumed, another thread may reply and free req at once: touch
+     * nothing of it after this call. Before it, a suspended req cannot go. */
+    if (suspended) {
+        MHD_resume_connection(conn);
+    }
 }
