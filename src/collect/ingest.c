@@ -27,6 +27,8 @@ typedef struct job {
     int64_t *seqs;
     int64_t *pids;
     bool *dup;
+    char **docs; /* JSON documents, made on the submitting thread */
+    int n;       /* slots in batch, docs, seqs, pids and dup */
     struct job *next;
 } job_t;
 
@@ -68,8 +70,8 @@ static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j)
         if (s->err.code != TD_OK) {
             continue;
         }
-        rc = td_profile_apply(c, &s->ev, j->received_ms, ing->opt.viewed_max, &j->pids[i],
-                              &j->seqs[i]);
+        rc = td_profile_apply(c, &s->ev, j->docs[i], j->received_ms, ing->opt.viewed_max,
+                              &j->pids[i], &j->seqs[i]);
         if (rc == TD_ECONFLICT) {
             j->dup[i] = true; /* the same event_id was stored before: a retry */
             rc = TD_OK;
@@ -113,6 +115,8 @@ static void notify_listeners(td_ingest_t *ing, job_t *j)
     }
 }
 
+/* Runs on the submitting thread: serialising the documents there keeps the
+ * single writer thread for the database work alone. */
 static void prepare_job(job_t *j)
 {
     size_t n = (size_t)(j->batch->n ? j->batch->n : 1);
@@ -120,7 +124,25 @@ static void prepare_job(job_t *j)
     j->seqs = td_xcalloc(n, sizeof(int64_t));
     j->pids = td_xcalloc(n, sizeof(int64_t));
     j->dup = td_xcalloc(n, sizeof(bool));
+    j->docs = td_xcalloc(n, sizeof(char *));
+    j->n = j->batch->n;
+    for (int i = 0; i < j->n; i++) {
+        if (j->batch->slots[i].err.code == TD_OK) {
+            j->docs[i] = td_event_to_json(&j->batch->slots[i].ev, j->received_ms);
+        }
+    }
     j->rc = TD_OK;
+}
+
+static void release_job(job_t *j)
+{
+    for (int i = 0; i < j->n; i++) {
+        free(j->docs[i]);
+    }
+    free(j->docs);
+    free(j->seqs);
+    free(j->pids);
+    free(j->dup);
 }
 
 /* Writes jobs [first, end) in one transaction; sets each job's rc. */
@@ -161,9 +183,7 @@ static void write_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_
 static void finish_job(job_t *j)
 {
     j->done(j->ctx, j->rc, j->seqs, j->dup);
-    free(j->seqs);
-    free(j->pids);
-    free(j->dup);
+    release_job(j); /* touches nothing of the batch, which done may have freed */
     free(j);
 }
 
@@ -294,8 +314,6 @@ int td_ingest_write_sync(td_ingest_t *ing, td_event_batch_t *batch, int64_t rece
     if (dup) {
         memcpy(dup, j.dup, sizeof(bool) * (size_t)batch->n);
     }
-    free(j.seqs);
-    free(j.pids);
-    free(j.dup);
+    release_job(&j);
     return j.rc;
 }

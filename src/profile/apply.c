@@ -154,8 +154,8 @@ static int apply_state(td_store_conn_t *c, int64_t pid, const td_event_t *ev, in
     return rc;
 }
 
-int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms, int viewed_max,
-                     int64_t *profile_id, int64_t *seq)
+int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, const char *doc, int64_t received_ms,
+                     int viewed_max, int64_t *profile_id, int64_t *seq)
 {
     int64_t pid;
     int rc;
@@ -163,7 +163,6 @@ int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_
     if ((rc = resolve(c, ev, received_ms, &pid)) != TD_OK) {
         return rc;
     }
-    char *doc = td_event_to_json(ev, received_ms);
     td_store_event_t row = { .event_id = ev->event_id,
                              .type = ev->type,
                              .profile_id = pid,
@@ -171,7 +170,6 @@ int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_
                              .received_ms = received_ms,
                              .doc = doc };
     rc = td_store_event_append(c, &row, seq);
-    free(doc);
     *profile_id = pid;
     if (rc != TD_OK) {
         return rc;

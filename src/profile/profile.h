@@ -18,12 +18,13 @@
 #define TD_NS_CUSTOMER "customer"
 
 /* Stores ev and applies it to its profile: resolves (and if needed creates
- * or merges) the profile from the event's identities, appends the event,
- * and updates cart, viewed, purchases and consent. Must run inside a store
- * transaction. Returns TD_ECONFLICT with *seq set when ev->event_id was
- * stored before (nothing changes then). */
-int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, int64_t received_ms, int viewed_max,
-                     int64_t *profile_id, int64_t *seq) TD_MUST_CHECK;
+ * or merges) the profile from the event's identities, appends the event
+ * with doc (its JSON document, from td_event_to_json()), and updates cart,
+ * viewed, purchases and consent. Must run inside a store transaction.
+ * Returns TD_ECONFLICT with *seq set when ev->event_id was stored before
+ * (nothing changes then). */
+int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, const char *doc, int64_t received_ms,
+                     int viewed_max, int64_t *profile_id, int64_t *seq) TD_MUST_CHECK;
 
 /* True for a known identity namespace ("ecid", "email", "customer"). */
 bool td_profile_ns_valid(const char *ns);

@@ -19,7 +19,31 @@
 typedef struct backend {
     char *path;
     bool sync_full;
+    _Atomic uint64_t ident_gen; /* see td_sqlite_conn_t.idents */
 } backend_t;
+
+/* Cached identities per connection: resolving the identities of every event
+ * is the commonest query of the writer. Entries only go stale when a merge
+ * moves identities or a rollback undoes links, so both bump a generation
+ * that empties every connection's cache. */
+#define IDENT_CACHE_MAX 200000
+
+static void ident_cache_check(td_sqlite_conn_t *c)
+{
+    uint64_t gen = *c->backend_ident_gen;
+
+    if (c->ident_gen != gen || c->idents.n >= IDENT_CACHE_MAX) {
+        td_strmap_clear(&c->idents);
+        c->ident_gen = gen;
+    }
+}
+
+static size_t ident_key(char *out, size_t cap, const char *ns, const char *id)
+{
+    int n = snprintf(out, cap, "%s\x1f%s", ns, id);
+
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
 
 static const char S_META_GET[] = "SELECT value FROM meta WHERE key = ?1";
 static const char S_META_SET[] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
@@ -100,7 +124,7 @@ static int open_db(backend_t *b, sqlite3 **out, td_err_t *err)
     sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF; "
-             "PRAGMA cache_size=-65536;",
+             "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;",
              b->sync_full ? "FULL" : "NORMAL");
     if (td_store__sqlite_exec(db, pragmas) != TD_OK) {
         int rc = td_err_set(err, TD_EIO, "store", "cannot set up SQLite database \"%s\": %s",
@@ -212,12 +236,15 @@ static void sq_close(void *backend)
 static int sq_conn_open(void *backend, void **out, td_err_t *err)
 {
     td_sqlite_conn_t *c = td_xcalloc(1, sizeof(*c));
-    int rc = open_db(backend, &c->db, err);
+    backend_t *b = backend;
+    int rc = open_db(b, &c->db, err);
 
     if (rc != TD_OK) {
         free(c);
         return rc;
     }
+    c->backend_ident_gen = &b->ident_gen;
+    c->ident_gen = b->ident_gen;
     *out = c;
     return TD_OK;
 }
@@ -230,6 +257,7 @@ static void sq_conn_close(void *conn)
         return;
     }
     td_store__sqlite_stmts_finalize(c);
+    td_strmap_clear(&c->idents);
     sqlite3_close(c->db);
     free(c);
 }
@@ -241,6 +269,8 @@ static int sq_exec(void *conn, const char *sql)
     /* writers take the lock up front: no deadlock on read-to-write upgrade */
     if (strcmp(sql, "BEGIN") == 0) {
         sql = "BEGIN IMMEDIATE";
+    } else if (strncmp(sql, "ROLLBACK", 8) == 0) {
+        (*c->backend_ident_gen)++; /* links made in the transaction are gone */
     }
     return td_store__sqlite_exec(c->db, sql);
 }
@@ -281,14 +311,25 @@ static int sq_meta_set(void *conn, const char *key, const char *value)
 static int sq_identity_find(void *conn, const char *ns, const char *id, int64_t *profile_id)
 {
     td_sqlite_conn_t *c = conn;
-    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_IDENT_FIND);
+    char key[512];
+    size_t key_len = ident_key(key, sizeof(key), ns, id);
+    int rc;
 
+    ident_cache_check(c);
+    if (key_len && td_strmap_get(&c->idents, key, key_len, profile_id)) {
+        return TD_OK;
+    }
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_IDENT_FIND);
     if (st == NULL) {
         return TD_EIO;
     }
     td_store__sqlite_bind_text(st, 1, ns);
     td_store__sqlite_bind_text(st, 2, id);
-    return td_store__sqlite_query_int(c, st, profile_id);
+    rc = td_store__sqlite_query_int(c, st, profile_id);
+    if (rc == TD_OK && key_len) {
+        td_strmap_put(&c->idents, key, key_len, *profile_id);
+    }
+    return rc;
 }
 
 static int sq_identity_link(void *conn, const char *ns, const char *id, int64_t profile_id,
@@ -304,7 +345,16 @@ static int sq_identity_link(void *conn, const char *ns, const char *id, int64_t 
     td_store__sqlite_bind_text(st, 2, id);
     sqlite3_bind_int64(st, 3, profile_id);
     sqlite3_bind_int64(st, 4, now_ms);
-    return td_store__sqlite_run(c, st);
+    int rc = td_store__sqlite_run(c, st);
+    if (rc == TD_OK) {
+        char key[512];
+        size_t key_len = ident_key(key, sizeof(key), ns, id);
+        ident_cache_check(c);
+        if (key_len) {
+            td_strmap_put(&c->idents, key, key_len, profile_id);
+        }
+    }
+    return rc;
 }
 
 static int sq_profile_create(void *conn, int64_t now_ms, int64_t *profile_id)
@@ -349,6 +399,7 @@ static int sq_profile_merge(void *conn, int64_t from, int64_t into, int64_t now_
     td_sqlite_conn_t *c = conn;
 
     (void)now_ms;
+    (*c->backend_ident_gen)++;
     for (size_t i = 0; i < TD_ARRAY_LEN(sql); i++) {
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL) != SQLITE_OK) {

@@ -9,11 +9,17 @@
 #include <stdint.h>
 
 #include "store/internal.h"
+#include "util/strmap.h"
 
 #define TD_SQLITE_STMT_SLOTS 256
 
 typedef struct td_sqlite_conn {
     sqlite3 *db;
+    /* identity -> profile, valid while ident_gen matches the backend's
+     * generation (bumped by merges and rollbacks on any connection) */
+    td_strmap_t idents;
+    uint64_t ident_gen;
+    _Atomic uint64_t *backend_ident_gen;
     const char *stmt_keys[TD_SQLITE_STMT_SLOTS];
     sqlite3_stmt *stmts[TD_SQLITE_STMT_SLOTS];
 } td_sqlite_conn_t;
