@@ -19,7 +19,7 @@ bool td_profile_ns_valid(const char *ns)
            strcmp(ns, TD_NS_CUSTOMER) == 0;
 }
 
-static int resolve(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int64_t *out)
+static int resolve_once(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int64_t *out)
 {
     const char *ns[3] = { TD_NS_ECID, TD_NS_EMAIL, TD_NS_CUSTOMER };
     const char *ids[3] = { ev->ecid, ev->email, ev->customer_id };
@@ -43,26 +43,37 @@ static int resolve(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int
         return rc;
     }
     for (int i = 0; i < 3; i++) {
-        if (found[i] != 0 && found[i] != pid) {
-            bool merged = false;
-            for (int j = 0; j < i; j++) {
-                merged |= found[j] == found[i];
-            }
-            if (!merged) {
-                td_log(TD_LOG_INFO, "profile", "merge from=%lld into=%lld", (long long)found[i],
-                       (long long)pid);
-                if ((rc = td_store_profile_merge(c, found[i], pid, now_ms)) != TD_OK) {
-                    return rc;
-                }
-            }
+        bool seen = false;
+        for (int j = 0; j < i; j++) {
+            seen |= found[j] == found[i];
         }
-        if (ids[i] && found[i] != pid &&
-            (rc = td_store_identity_link(c, ns[i], ids[i], pid, now_ms)) != TD_OK) {
+        if (found[i] != 0 && found[i] != pid && !seen) {
+            /* the merge moves found[i]'s identities (this one included) */
+            td_log(TD_LOG_INFO, "profile", "merge from=%lld into=%lld", (long long)found[i],
+                   (long long)pid);
+            if ((rc = td_store_profile_merge(c, found[i], pid, now_ms)) != TD_OK) {
+                return rc;
+            }
+        } else if (ids[i] && found[i] == 0 &&
+                   (rc = td_store_identity_link(c, ns[i], ids[i], pid, now_ms)) != TD_OK) {
             return rc;
         }
     }
     *out = pid;
     return TD_OK;
+}
+
+/* With several writers (nodes on one database) an identity may be linked
+ * between our lookup and our link; the link then reports a conflict and the
+ * resolution starts over, now finding it. */
+static int resolve(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int64_t *out)
+{
+    int rc = TD_ECONFLICT;
+
+    for (int attempt = 0; attempt < 3 && rc == TD_ECONFLICT; attempt++) {
+        rc = resolve_once(c, ev, now_ms, out);
+    }
+    return rc;
 }
 
 static td_store_item_t store_item(const td_item_t *it, int64_t ts_ms)

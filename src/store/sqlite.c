@@ -51,7 +51,7 @@ static const char S_META_SET[] = "INSERT INTO meta (key, value) VALUES (?1, ?2) 
 static const char S_IDENT_FIND[] = "SELECT profile_id FROM identities WHERE ns = ?1 AND id = ?2";
 static const char S_IDENT_LINK[] =
     "INSERT INTO identities (ns, id, profile_id, linked_ms) VALUES (?1, ?2, ?3, ?4) "
-    "ON CONFLICT (ns, id) DO UPDATE SET profile_id = excluded.profile_id";
+    "ON CONFLICT (ns, id) DO NOTHING";
 static const char S_PROFILE_NEW[] = "INSERT INTO profiles (created_ms) VALUES (?1)";
 static const char S_PROFILE_RESOLVE[] = "SELECT merged_into FROM profiles WHERE id = ?1";
 static const char S_EVENT_ADD[] =
@@ -346,6 +346,9 @@ static int sq_identity_link(void *conn, const char *ns, const char *id, int64_t 
     sqlite3_bind_int64(st, 3, profile_id);
     sqlite3_bind_int64(st, 4, now_ms);
     int rc = td_store__sqlite_run(c, st);
+    if (rc == TD_OK && sqlite3_changes(c->db) == 0) {
+        return TD_ECONFLICT; /* linked meanwhile (by another connection) */
+    }
     if (rc == TD_OK) {
         char key[512];
         size_t key_len = ident_key(key, sizeof(key), ns, id);

@@ -115,6 +115,8 @@ int td_store_meta_set(td_store_conn_t *c, const char *key, const char *value) TD
 /* Identities and profiles. */
 int td_store_identity_find(td_store_conn_t *c, const char *ns, const char *id,
                            int64_t *profile_id) TD_MUST_CHECK; /* TD_ENOTFOUND if unknown */
+/* Links a new identity to a profile; TD_ECONFLICT when the identity is
+ * linked already (possibly by a concurrent writer: resolve again). */
 int td_store_identity_link(td_store_conn_t *c, const char *ns, const char *id, int64_t profile_id,
                            int64_t now_ms) TD_MUST_CHECK;
 int td_store_profile_create(td_store_conn_t *c, int64_t now_ms, int64_t *profile_id) TD_MUST_CHECK;
