@@ -4,7 +4,7 @@
 # CC=clang, O=<build dir>.
 
 CC       ?= cc
-PKGS     := libmicrohttpd jansson sqlite3 libcurl openssl libxml-2.0
+PKGS     := libmicrohttpd jansson sqlite3 libcurl openssl libxml-2.0 libpq
 O        ?= build
 SANITIZE ?=
 

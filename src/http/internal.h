@@ -42,6 +42,8 @@ struct td_http_req {
 
 struct td_http_server {
     struct MHD_Daemon *plain, *tls;
+    _Atomic bool stopping;  /* new requests get 503 while stopping */
+    _Atomic int n_deferred; /* requests waiting for td_http_resume() */
     const td_http_route_t *routes;
     void *app;
     size_t max_body;

@@ -131,6 +131,11 @@ static void dispatch(td_http_req_t *req)
     if (r->flags & TD_ROUTE_CORS) {
         td_http__cors(req);
     }
+    if (req->srv->stopping) {
+        td_http_add_header(req, "Retry-After", "1");
+        td_http_reply_errorf(req, TD_EBUSY, NULL, "the server is shutting down; retry");
+        return;
+    }
     if (req->too_big) {
         td_http_reply_errorf(req, TD_ETOOBIG, NULL, "request body larger than %zu bytes",
                              req->srv->max_body);
@@ -217,6 +222,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              req->route ? req->route->pattern : "unmatched");
     td_metrics_observe("tandem_http_request_seconds", labels,
                        (double)(td_mono_us() - req->start_us) / 1e6);
+    if (req->deferred) {
+        req->srv->n_deferred--; /* its connection is no longer suspended */
+    }
     free_req(req);
     *con_cls = NULL;
 }
@@ -313,6 +321,15 @@ void td_http_stop(td_http_server_t *srv)
     if (srv == NULL) {
         return;
     }
+    /* Requests waiting for a commit hold suspended connections, which
+     * libmicrohttpd refuses to stop with: refuse new work, let those finish. */
+    srv->stopping = true;
+    for (int i = 0; i < 3000 && srv->n_deferred > 0; i++) {
+        usleep(10000);
+    }
+    if (srv->n_deferred > 0) {
+        td_log(TD_LOG_ERROR, "http", "stop deferred=%d still waiting after 30s", srv->n_deferred);
+    }
     if (srv->tls) {
         MHD_stop_daemon(srv->tls);
     }
@@ -401,6 +418,7 @@ bool td_http_is_tls(const td_http_req_t *req)
 void td_http_defer(td_http_req_t *req)
 {
     req->deferred = true;
+    req->srv->n_deferred++;
 }
 
 void td_http_resume(td_http_req_t *req)

@@ -18,6 +18,10 @@ static const td_store_ops_t *pick_backend(const char *url)
     if (url == NULL || *url == '\0' || strncmp(url, "sqlite:", 7) == 0) {
         return &td_store_sqlite_ops;
     }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0 ||
+        strchr(url, '=') != NULL) {
+        return &td_store_postgres_ops; /* a URL or libpq "key=value" keywords */
+    }
     return NULL;
 }
 
@@ -30,7 +34,8 @@ int td_store_open(const char *url, const td_store_options_t *opt, td_store_t **o
     *out = NULL;
     if (ops == NULL) {
         return td_err_set(err, TD_EINVAL, "store",
-                          "unsupported store URL (use empty for SQLite, or sqlite:PATH)");
+                          "unsupported store URL (use empty for SQLite, sqlite:PATH, postgres://... or libpq "
+                          "keywords)");
     }
     st = td_xcalloc(1, sizeof(*st));
     st->ops = ops;

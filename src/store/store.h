@@ -191,5 +191,6 @@ struct td_store_ops {
 };
 
 extern const td_store_ops_t td_store_sqlite_ops;
+extern const td_store_ops_t td_store_postgres_ops;
 
 #endif
