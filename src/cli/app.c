@@ -50,7 +50,7 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
     td_err_t err = { 0 };
     int threads = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     td_store_options_t sopt = { .data_dir = cfg->data,
-                                .pool_size = threads * 2 + 4,
+                                .pool_size = threads * 2 + 20,
                                 .sync_full = strcmp(cfg->sync, "full") == 0 };
     td_ingest_options_t iopt = { .commit_max_events = (int)cfg->commit_max_events,
                                  .viewed_max = (int)cfg->viewed_max };
@@ -69,6 +69,10 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
         fprintf(stderr, "tandem: cannot read the saved virtual clock (%s)\n", td_strerror(rc));
         td_cli_app_close(app);
         return rc;
+    }
+    iopt.writers = (int)cfg->ingest_writers;
+    if (iopt.writers == 0) {
+        iopt.writers = strcmp(td_store_backend(app->store), "postgres") == 0 ? 8 : 1;
     }
     if ((rc = td_ingest_open(app->store, &iopt, &app->ingest)) != TD_OK) {
         fprintf(stderr, "tandem: cannot start the event writer (%s)\n", td_strerror(rc));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 
 struct td_store;
@@ -89,6 +90,49 @@ int td_event_batch_n_ok(const td_event_batch_t *b);
 int td_collect_parse_native(const char *body, size_t len, const td_collect_limits_t *lim,
                             int64_t now_ms, td_event_batch_t *out, td_err_t *err) TD_MUST_CHECK;
 
+/* An Adobe Edge Network request as the Web SDK (alloy) sends it to
+ * /ee/v1/interact, /collect, /identity/acquire or /privacy/set-consent
+ * (xdm.c says how XDM maps to events). */
+#define TD_XDM_MAX_SCOPES 32
+typedef struct td_xdm_request {
+    /* events[], parsed or refused; a set-consent body that speaks about
+     * marketing gives one "consent" event. Parsed events may have no ECID
+     * until td_collect_xdm_set_ecid(). */
+    td_event_batch_t batch;
+    /* The device's ECID found in the body (an identityMap ECID, else the
+     * kndctr identity cookie in meta.state.entries); NULL when none. */
+    char *ecid;
+    bool fetch_ecid;                 /* query.identity.fetch asks for "ECID" */
+    bool has_consent;                /* a consent[] array was sent */
+    td_consent_t consent_collect;    /* what consent[] says about data collection */
+    td_consent_t consent_marketing;  /* ... and about marketing email */
+    char *decision_scopes[TD_XDM_MAX_SCOPES]; /* personalization scopes asked for, deduplicated */
+    int n_decision_scopes;
+} td_xdm_request_t;
+
+/* Parses an Edge request body. org_id (may be NULL) names the identity
+ * cookie to look for in meta.state.entries. Returns TD_OK when the body's
+ * shape is right, with every event parsed or refused; TD_EINVAL or
+ * TD_ETOOBIG when the whole request is refused (err says where). Release
+ * out in every case. */
+int td_collect_parse_xdm(const char *body, size_t len, const char *org_id,
+                         const td_collect_limits_t *lim, int64_t now_ms, td_xdm_request_t *out,
+                         td_err_t *err) TD_MUST_CHECK;
+void td_xdm_request_release(td_xdm_request_t *r);
+/* Gives every parsed event that has no ECID this one (the device's). */
+void td_collect_xdm_set_ecid(td_xdm_request_t *r, const char *ecid);
+/* True when s is acceptable as an ECID (1 to 64 letters and digits). */
+bool td_collect_ecid_ok(const char *s);
+
+/* The Edge cookies: "kndctr_<org id, '@' as '_'>_<key>". */
+void td_collect_kndctr_name(const char *org_id, const char *key, char *out, size_t len);
+/* The identity cookie's value: base64url (no padding) of the protobuf
+ * message {1: ecid}. Appends it to out. */
+void td_collect_kndctr_encode(const char *ecid, td_buf_t *out);
+/* Reads the ECID out of an identity cookie value (base64 or base64url,
+ * padded or not, protobuf field 1). Returns TD_EINVAL for anything else. */
+int td_collect_kndctr_decode(const char *value, char *ecid, size_t ecid_len) TD_MUST_CHECK;
+
 /* The ingest pipeline: a writer thread that takes parsed batches from many
  * request threads, writes them in one transaction (events plus the profile
  * state derived from them), commits, then completes each submission. */
@@ -115,7 +159,11 @@ typedef void (*td_ingest_listener_fn)(void *ctx, const td_event_t *const *events
 typedef int (*td_ingest_tx_hook_fn)(void *ctx, struct td_store_conn *conn, const td_event_t *ev,
                                     int64_t profile_id, int64_t seq, int64_t received_ms);
 
+#define TD_INGEST_MAX_WRITERS 16
+
 typedef struct td_ingest_options {
+    int writers;           /* writer threads: 1 for SQLite; more where the database
+                              takes concurrent writers (PostgreSQL) */
     int commit_max_events; /* most events in one transaction */
     int viewed_max;        /* recently viewed items kept per profile */
 } td_ingest_options_t;

@@ -45,7 +45,8 @@ typedef struct tx_hook {
 struct td_ingest {
     td_store_t *store;
     td_ingest_options_t opt;
-    pthread_t thread;
+    pthread_t threads[TD_INGEST_MAX_WRITERS];
+    int n_threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *head, *tail;
@@ -54,7 +55,6 @@ struct td_ingest {
     int n_listeners;
     tx_hook_t tx_hooks[8];
     int n_tx_hooks;
-    pthread_mutex_t write_mu; /* one writer at a time: the thread or a sync caller */
 };
 
 static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j)
@@ -145,26 +145,44 @@ static void release_job(job_t *j)
     free(j->dup);
 }
 
+/* One attempt at writing jobs [first, end) in one transaction. Returns the
+ * group's outcome; TD_EBUSY (a deadlock or lock timeout between writers)
+ * means nothing was kept and the group can be tried again. */
+static int try_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_t *end, int *n_events)
+{
+    bool busy = false;
+    int rc = td_store_begin(c);
+
+    *n_events = 0;
+    for (job_t *j = first; j != end; j = j->next) {
+        j->rc = rc;
+        if (rc == TD_OK) {
+            memset(j->dup, 0, sizeof(bool) * (size_t)(j->n ? j->n : 1));
+            j->rc = write_job(ing, c, j);
+            busy |= j->rc == TD_EBUSY;
+            *n_events += td_event_batch_n_ok(j->batch);
+        }
+    }
+    if (rc == TD_OK && busy) {
+        td_store_rollback(c);
+        return TD_EBUSY;
+    }
+    if (rc == TD_OK && (rc = td_store_commit(c)) != TD_OK) {
+        td_store_rollback(c);
+    }
+    return rc;
+}
+
 /* Writes jobs [first, end) in one transaction; sets each job's rc. */
 static void write_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_t *end)
 {
     int64_t t0 = td_mono_us();
     int n_events = 0;
-    int rc;
+    int rc = TD_EBUSY;
 
-    pthread_mutex_lock(&ing->write_mu);
-    rc = td_store_begin(c);
-    for (job_t *j = first; j != end; j = j->next) {
-        j->rc = rc;
-        if (rc == TD_OK) {
-            j->rc = write_job(ing, c, j);
-            n_events += td_event_batch_n_ok(j->batch);
-        }
+    for (int attempt = 0; attempt < 4 && rc == TD_EBUSY; attempt++) {
+        rc = try_group(ing, c, first, end, &n_events);
     }
-    if (rc == TD_OK && (rc = td_store_commit(c)) != TD_OK) {
-        td_store_rollback(c);
-    }
-    pthread_mutex_unlock(&ing->write_mu);
     for (job_t *j = first; j != end; j = j->next) {
         if (rc != TD_OK) {
             j->rc = rc; /* the commit failed: nothing of the group is stored */
@@ -233,14 +251,18 @@ int td_ingest_open(td_store_t *store, const td_ingest_options_t *opt, td_ingest_
     ing->store = store;
     ing->opt = *opt;
     pthread_mutex_init(&ing->mu, NULL);
-    pthread_mutex_init(&ing->write_mu, NULL);
     pthread_cond_init(&ing->cv, NULL);
     td_metrics_describe("tandem_ingest_commit_seconds", "histogram",
                         "time to write and commit one group of event batches");
-    if (pthread_create(&ing->thread, NULL, writer_main, ing) != 0) {
-        td_log(TD_LOG_ERROR, "collect", "pthread_create() failed for the ingest writer");
-        free(ing);
-        return TD_EIO;
+    int n = opt->writers < 1                       ? 1
+            : opt->writers > TD_INGEST_MAX_WRITERS ? TD_INGEST_MAX_WRITERS
+                                                   : opt->writers;
+    for (ing->n_threads = 0; ing->n_threads < n; ing->n_threads++) {
+        if (pthread_create(&ing->threads[ing->n_threads], NULL, writer_main, ing) != 0) {
+            td_log(TD_LOG_ERROR, "collect", "pthread_create() failed for an ingest writer");
+            td_ingest_close(ing);
+            return TD_EIO;
+        }
     }
     *out = ing;
     return TD_OK;
@@ -253,11 +275,12 @@ void td_ingest_close(td_ingest_t *ing)
     }
     pthread_mutex_lock(&ing->mu);
     ing->stopping = true;
-    pthread_cond_signal(&ing->cv);
+    pthread_cond_broadcast(&ing->cv);
     pthread_mutex_unlock(&ing->mu);
-    pthread_join(ing->thread, NULL);
+    for (int i = 0; i < ing->n_threads; i++) {
+        pthread_join(ing->threads[i], NULL);
+    }
     pthread_mutex_destroy(&ing->mu);
-    pthread_mutex_destroy(&ing->write_mu);
     pthread_cond_destroy(&ing->cv);
     free(ing);
 }

@@ -67,6 +67,8 @@ static const setting_t settings[] = {
       "recently viewed items kept per profile" },
     { "commit_max_events", T_INT, OFF(commit_max_events), "20000", 1, 1000000, NULL, false,
       "most events written in one group commit" },
+    { "ingest_writers", T_INT, OFF(ingest_writers), "0", 0, 16, NULL, false,
+      "event writer threads (0: 1 for SQLite, 8 for PostgreSQL, whose round trips they overlap)" },
     { "cookie_days", T_INT, OFF(cookie_days), "390", 1, 3650, NULL, false,
       "lifetime in days of the identity cookie given to the Web SDK" },
 };

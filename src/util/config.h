@@ -40,6 +40,7 @@ typedef struct td_config {
     int64_t max_items;         /* items per event */
     int64_t viewed_max;        /* recently viewed items kept per profile */
     int64_t commit_max_events; /* events per group commit */
+    int64_t ingest_writers;    /* 0: 1 for SQLite, 8 for PostgreSQL */
     int64_t cookie_days;       /* lifetime of the Edge identity cookie */
 } td_config_t;
 
