@@ -18,10 +18,16 @@ as_pg() {
     fi
 }
 
+# The cluster lives in its own directory under /tmp (DIR may sit below a
+# directory the postgres user cannot enter); DIR/cluster remembers where.
 case "$cmd" in
 start)
     mkdir -p "$dir"
-    [ "$(id -u)" -ne 0 ] || chown postgres "$dir"
+    pgdir=$(mktemp -d "${TMPDIR:-/tmp}/tandem-pg.XXXXXX")
+    chmod 755 "$pgdir"
+    [ "$(id -u)" -ne 0 ] || chown postgres "$pgdir"
+    echo "$pgdir" >"$dir/cluster"
+    dir=$pgdir
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
@@ -31,7 +37,10 @@ start)
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
 stop)
-    [ -d "$dir/data" ] && as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    [ -f "$dir/cluster" ] || exit 0
+    pgdir=$(cat "$dir/cluster")
+    [ -d "$pgdir/data" ] && as_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$pgdir" "$dir/cluster"
     ;;
 *)
     echo "usage: $0 start|stop DIR" >&2
