@@ -17,6 +17,7 @@ static const command_t commands[] = {
     { "serve", td_cli_serve, "run the server (events, profiles, admin API)" },
     { "demo", td_cli_demo, "run the server with generated demo data on a virtual clock" },
     { "config", td_cli_config, "print the configuration reference or check settings" },
+    { "template", td_cli_template, "check email templates or render one against JSON data" },
 };
 
 static void usage(FILE *out)

@@ -11,6 +11,7 @@
 int td_cli_serve(int argc, char **argv);
 int td_cli_config(int argc, char **argv);
 int td_cli_demo(int argc, char **argv);
+int td_cli_template(int argc, char **argv);
 
 /* True when argv holds -h or --help. */
 bool td_cli_wants_help(int argc, char **argv);

@@ -1,0 +1,311 @@
+/* The message module: everything between "a journey wants to send an email"
+ * and "the email left": templates, the plain-text alternative, and (added as
+ * they come) MIME, DKIM, SMTP and the outbox. One header for the module; each
+ * part has its own titled section. */
+#ifndef TD_MESSAGE_H
+#define TD_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+/* ==== Templates ========================================================
+ *
+ * The Adobe Journey Optimizer personalisation language (Handlebars plus the
+ * {% %} forms): {{profile.person.name.firstName}}, {{{raw}}}, {{#if}},
+ * {{#unless}}, {{#each ... as |item|}}, {{#with}}, {%= a ?: "b" %},
+ * {%#if ...%}, {% let x = ... %}, helpers such as formatCurrency. The
+ * language is described in docs/templates.md.
+ *
+ * A template is compiled once (every syntax error is found here, with its
+ * line and column) and rendered many times against a JSON context; rendering
+ * walks the compiled tree and never re-parses. Rendering is pure: no I/O, no
+ * clock, no globals. A compiled template is immutable, so one template may be
+ * rendered from several threads at once. */
+
+/* Limits. Input beyond them is refused (compile) or cut off (render). */
+#define TD_TEMPLATE_MAX_SOURCE     (1024 * 1024)     /* bytes of template text */
+#define TD_TEMPLATE_MAX_DEPTH      32                /* nested blocks */
+#define TD_TEMPLATE_MAX_EXPR_DEPTH 32                /* nested (sub)expressions */
+#define TD_TEMPLATE_MAX_OUTPUT     (4 * 1024 * 1024) /* bytes rendered per call */
+#define TD_TEMPLATE_MAX_STEPS      2000000           /* nodes + expressions evaluated per call */
+#define TD_TEMPLATE_MAX_NOTES      100               /* entries per list in a report */
+
+typedef struct td_template td_template_t;
+
+/* One entry of a render report: where in the template, and what. */
+typedef struct td_template_note {
+    int line, column; /* 1-based, of the expression in the template */
+    char *text;       /* missing: the path as written; errors: the message */
+} td_template_note_t;
+
+/* What a render noticed. Data problems never fail a render: a missing value
+ * renders as nothing and is listed in `missing` (once per path); a helper
+ * given something it cannot use (formatCurrency of "abc") renders nothing and
+ * is listed in `errors` (once per place and message). Values that are only
+ * tested ({{#if x}}, {{#each x}}, the left of ?:, the first argument of
+ * default) are not reported when absent. */
+typedef struct td_template_report {
+    td_template_note_t *missing;
+    int n_missing;
+    td_template_note_t *errors;
+    int n_errors;
+    bool truncated; /* a limit stopped the render; the output is incomplete */
+} td_template_report_t;
+
+/* Compiles len bytes of template text (UTF-8; NUL bytes refused). On success
+ * *out is a template you own (td_template_free) and TD_OK is returned. On a
+ * syntax error returns TD_EINVAL with err->line, err->column (1-based; the
+ * column counts characters) and err->message; over a limit returns
+ * TD_ETOOBIG. *out is NULL on failure. */
+int td_template_compile(const char *text, size_t len, td_template_t **out,
+                        td_err_t *err) TD_MUST_CHECK;
+
+/* Renders tpl against context (any JSON, normally an object with "profile"
+ * and "context"; NULL renders with no data) and appends the result to out.
+ * The context is only read (references are taken and dropped, atomically). report may be NULL; when
+ * given it is initialised here (release it with td_template_report_release).
+ * Returns TD_OK, or TD_ETOOBIG when the output or work limit was reached (out
+ * then holds a truncated result that must not be sent). Thread-safe for
+ * concurrent renders of one template. */
+int td_template_render(const td_template_t *tpl, const json_t *context, td_buf_t *out,
+                       td_template_report_t *report);
+
+/* Frees a compiled template; NULL is fine. */
+void td_template_free(td_template_t *tpl);
+
+void td_template_report_init(td_template_report_t *report);
+void td_template_report_release(td_template_report_t *report);
+
+/* The report as a JSON object: {"missing": [{"path", "line", "column"}...],
+ * "errors": [{"message", "line", "column"}...], "truncated": false}. You own
+ * the result (json_decref). */
+json_t *td_template_report_to_json(const td_template_report_t *report);
+
+/* ==== Plain text from HTML =============================================
+ *
+ * The text/plain alternative of an HTML email: no tags; paragraphs, headings,
+ * table rows and list items on their own lines; links as "text (url)";
+ * entities decoded; <head>, <style>, <script>, comments and elements hidden
+ * with display:none left out. Tolerant of any input (it never fails) and
+ * pure. Appends to out. */
+void td_html_to_text(const char *html, size_t len, td_buf_t *out);
+
+/* ==== Messages (MIME) ===================================================
+ *
+ * The RFC 5322 message a journey sends: headers (UTF-8 words encoded per
+ * RFC 2047, lines folded at 76 columns), a text/plain and a text/html part
+ * in multipart/alternative (the HTML inside multipart/related when inline
+ * images come along), bodies quoted-printable (images base64), CRLF line
+ * endings throughout. Building is pure and deterministic: the MIME
+ * boundaries derive from the Message-ID, so a retry of the same message
+ * gives the same bytes (and the same DKIM body hash). */
+
+#define TD_MIME_MAX_BODY    (8 * 1024 * 1024) /* bytes of html, of text, of one image */
+#define TD_MIME_MAX_HEADER  900               /* bytes of one header value (subject, name) */
+#define TD_MIME_MAX_HEADERS 16                /* extra headers */
+#define TD_MIME_MAX_INLINES 32                /* inline images */
+
+typedef struct td_mime_header {
+    const char *name;  /* "X-Campaign", "Feedback-ID"; not one the builder writes itself */
+    const char *value; /* UTF-8; encoded and folded like the subject */
+} td_mime_header_t;
+
+/* An image referenced from the HTML as src="cid:<cid>". */
+typedef struct td_mime_inline {
+    const char *cid;          /* Content-ID without the angle brackets */
+    const char *content_type; /* "image/png" */
+    const char *filename;     /* may be NULL */
+    const void *data;
+    size_t len;
+} td_mime_inline_t;
+
+/* A message to build. Strings are UTF-8 and borrowed; NULL means absent. */
+typedef struct td_mime_message {
+    const char *from_name; /* display name */
+    const char *from_addr; /* required: local@domain (ASCII) */
+    const char *reply_to;  /* address */
+    const char *to_name;
+    const char *to_addr; /* required */
+    const char *subject; /* required (may be "") */
+    const char *html;    /* NULL: a text-only message */
+    size_t html_len;
+    const char *text; /* NULL: generated from html by td_html_to_text() */
+    size_t text_len;
+    const char *message_id; /* required, without <>: "tandem.42.email@shop.example" */
+    int64_t date_ms;        /* the Date header */
+    const char *unsubscribe_url;    /* https one-click URL (RFC 8058 POST target) */
+    const char *unsubscribe_mailto; /* "mailto:unsubscribe@shop.example?subject=..." */
+    const char *list_id;            /* "cart-abandonment.shop.example" (RFC 2919) */
+    const char *list_name;          /* the List-Id phrase, e.g. "Cart reminders" */
+    const td_mime_header_t *headers;
+    int n_headers;
+    const td_mime_inline_t *inlines;
+    int n_inlines;
+} td_mime_message_t;
+
+/* Builds m and appends the message (headers, blank line, body; CRLF line
+ * endings) to out. Headers written: Date, From, Reply-To, To, Subject,
+ * Message-ID, List-Id, List-Unsubscribe (mailto and https, whichever are
+ * given), List-Unsubscribe-Post: List-Unsubscribe=One-Click (with an https
+ * URL only), the extra headers, MIME-Version, Content-Type. Returns TD_OK,
+ * or TD_EINVAL (a bad address, invalid UTF-8 or a control character in a
+ * header, a reserved extra header name: err->path names the field) or
+ * TD_ETOOBIG (over a limit above). Pure; thread-safe. */
+int td_mime_build(const td_mime_message_t *m, td_buf_t *out, td_err_t *err) TD_MUST_CHECK;
+
+/* The deterministic Message-ID (without <>) of the email that step step_id
+ * of journey instance instance_id sends: "tandem.<instance>.<step>@<domain>"
+ * (a step id with characters outside [A-Za-z0-9_-], or longer than 40, is
+ * replaced by a hash). Writes at most len bytes, NUL included. */
+void td_message_id_for(int64_t instance_id, const char *step_id, const char *domain, char *out,
+                       size_t len);
+
+/* True when addr is an address the builder accepts: ASCII local@domain,
+ * dot-atom local part, a domain of letters, digits, '-' and '.', at most
+ * 254 bytes. */
+bool td_mime_addr_valid(const char *addr);
+
+/* The domain of an address (after the last '@'); "" when there is none. */
+const char *td_mime_addr_domain(const char *addr);
+
+/* Quoted-printable (RFC 2045 6.7) of len bytes: line breaks (LF or CRLF)
+ * become CRLF, encoded lines are at most 76 characters. Appends to out. */
+void td_mime_qp_encode(const char *s, size_t len, td_buf_t *out);
+
+/* ==== DKIM ==============================================================
+ *
+ * DKIM signatures (RFC 6376) made with libopendkim: rsa-sha256,
+ * relaxed/relaxed canonicalisation, the whole body. Signed header fields:
+ * From, Reply-To, To, Subject, Date, Message-ID, List-Id, List-Unsubscribe,
+ * List-Unsubscribe-Post, MIME-Version, Content-Type (RFC 8058 asks for both
+ * List-Unsubscribe fields to be covered). Each is also "oversigned" (listed
+ * once more than present), so a relay cannot add a second From, Subject or
+ * List-Unsubscribe without breaking the signature. */
+
+typedef struct td_dkim td_dkim_t;
+
+/* A signer for domain and selector with the RSA private key in key_file
+ * (PEM). The key is tried on a small message here, so a bad key fails at
+ * start-up rather than at the first email. You own *out (td_dkim_close).
+ * Returns TD_EINVAL (err says why) or TD_EIO (unreadable file). */
+int td_dkim_open(const char *domain, const char *selector, const char *key_file, td_dkim_t **out,
+                 td_err_t *err) TD_MUST_CHECK;
+/* The same from a PEM key in memory (copied). */
+int td_dkim_open_mem(const char *domain, const char *selector, const char *key_pem, size_t key_len,
+                     td_dkim_t **out, td_err_t *err) TD_MUST_CHECK;
+void td_dkim_close(td_dkim_t *d);
+
+/* Signs msg (a complete message with CRLF line endings, as td_mime_build
+ * makes it) and appends to out the DKIM-Signature header field, CRLF
+ * included, to be put in front of the message. now_ms gives the t= tag;
+ * with the same message and now_ms the signature is the same bytes.
+ * Thread-safe. Returns TD_OK, TD_EINVAL (the message has no From, or
+ * libopendkim refused it; err says why). */
+int td_dkim_sign(td_dkim_t *d, const char *msg, size_t len, int64_t now_ms, td_buf_t *out,
+                 td_err_t *err) TD_MUST_CHECK;
+
+/* ==== SMTP ==============================================================
+ *
+ * Sending through libcurl: smtp:// (STARTTLS when offered, or required, or
+ * never: td_smtp_tls_t), smtps:// (TLS from the start), AUTH with a user
+ * and password, one connection kept open and reused across messages.
+ *
+ * A send ends in one of four outcomes, which drive the outbox: accepted;
+ * a temporary failure (a 4xx reply: retry later, with back-off); a
+ * permanent failure (a 5xx reply to MAIL, RCPT or DATA: a hard bounce, do
+ * not retry); a connection failure (cannot connect, TLS or AUTH failed,
+ * timeout, dropped connection: the recipient is not at fault, retry). */
+
+typedef enum {
+    TD_SMTP_ACCEPTED = 0, /* the server took responsibility for the message */
+    TD_SMTP_TEMPFAIL,     /* 4xx: retry later */
+    TD_SMTP_PERMFAIL,     /* 5xx: hard bounce */
+    TD_SMTP_CONNFAIL      /* no verdict on the message: retry later */
+} td_smtp_status_t;
+
+typedef struct td_smtp_result {
+    td_smtp_status_t status;
+    int code;         /* the last SMTP reply code; 0 when none was read */
+    char reply[256];  /* the server's last reply line, or why the connection failed */
+    int connects;     /* new connections this send opened (0 when one was reused) */
+} td_smtp_result_t;
+
+/* "accepted", "tempfail", "permfail", "connfail" */
+const char *td_smtp_status_name(td_smtp_status_t s);
+
+typedef enum {
+    TD_SMTP_TLS_TRY = 0, /* smtp://: STARTTLS when the server offers it */
+    TD_SMTP_TLS_REQUIRE, /* smtp://: STARTTLS or fail */
+    TD_SMTP_TLS_OFF      /* smtp://: never (a local relay) */
+} td_smtp_tls_t;
+
+typedef struct td_smtp_options {
+    const char *url;      /* smtp://host[:port] or smtps://host[:port] */
+    const char *user;     /* AUTH user; NULL or "" for none */
+    const char *password; /* AUTH password */
+    const char *ca_file;  /* CA bundle to verify the server; NULL: the system's */
+    td_smtp_tls_t tls;
+    long timeout_ms; /* per message, connecting included */
+} td_smtp_options_t;
+
+/* One SMTP connection (a libcurl easy handle). Used by one thread at a time. */
+typedef struct td_smtp_conn td_smtp_conn_t;
+
+/* Checks opt (the URL scheme) and makes a connection object; nothing is
+ * connected until the first send. Strings in opt are copied. */
+int td_smtp_conn_open(const td_smtp_options_t *opt, td_smtp_conn_t **out,
+                      td_err_t *err) TD_MUST_CHECK;
+/* Sends msg (CRLF line endings) from mail_from to rcpt, reusing the open
+ * connection when there is one. Fills res and returns res->status. */
+td_smtp_status_t td_smtp_conn_send(td_smtp_conn_t *c, const char *mail_from, const char *rcpt,
+                                   const char *msg, size_t len, td_smtp_result_t *res);
+/* Ends the session (QUIT) and frees c; NULL is fine. */
+void td_smtp_conn_close(td_smtp_conn_t *c);
+
+/* Maps what libcurl said (its CURLcode, the last reply code, and whether
+ * the last command was MAIL, RCPT or DATA) to an outcome; pure, exposed
+ * for tests. */
+td_smtp_status_t td_smtp__classify(int curl_code, int smtp_code, bool in_transaction);
+
+/* Rate limits: token buckets, one global and one per recipient domain,
+ * in messages per minute (0 = unlimited), with a burst of one second's
+ * worth (at least one message). Pure: the caller passes the time, and is
+ * told how long to wait. Not thread-safe (the pool locks around it). */
+typedef struct td_ratelimit td_ratelimit_t;
+
+#define TD_RATELIMIT_MAX_DOMAINS 4096 /* buckets kept; idle ones are dropped first */
+
+td_ratelimit_t *td_ratelimit_new(int64_t per_min, int64_t domain_per_min);
+void td_ratelimit_free(td_ratelimit_t *rl);
+/* Takes one message for domain at now_ms (monotonic) and returns 0, or
+ * returns how many milliseconds to wait before asking again (nothing is
+ * taken then). */
+int64_t td_ratelimit_take(td_ratelimit_t *rl, const char *domain, int64_t now_ms);
+
+/* A pool of connections shared by sending threads, with the rate limits.
+ * td_smtp_pool_send is thread-safe: up to `senders` messages go out at
+ * once, each on its own connection; a caller waits for a free connection
+ * and for the rate limits. */
+typedef struct td_smtp_pool td_smtp_pool_t;
+
+typedef struct td_smtp_pool_options {
+    td_smtp_options_t smtp;
+    int senders;            /* connections, >= 1 */
+    int64_t per_min;        /* messages per minute overall; 0 = unlimited */
+    int64_t domain_per_min; /* messages per minute per recipient domain; 0 = unlimited */
+} td_smtp_pool_options_t;
+
+int td_smtp_pool_open(const td_smtp_pool_options_t *opt, td_smtp_pool_t **out,
+                      td_err_t *err) TD_MUST_CHECK;
+td_smtp_status_t td_smtp_pool_send(td_smtp_pool_t *p, const char *mail_from, const char *rcpt,
+                                   const char *msg, size_t len, td_smtp_result_t *res);
+/* Closes every connection; no send may be running. NULL is fine. */
+void td_smtp_pool_close(td_smtp_pool_t *p);
+
+#endif
