@@ -13,7 +13,7 @@ CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -pthread \
             -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wold-style-definition -Wvla -Wwrite-strings -Wimplicit-fallthrough -fno-common \
             -Isrc -I$(O)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lpthread -lm
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lopendkim -lpthread -lm
 ifeq ($(DEVELOPER),1)
 CFLAGS   += -Werror
 endif

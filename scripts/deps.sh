@@ -5,8 +5,9 @@
 set -eu
 
 BUILD="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcurl4-openssl-dev libssl-dev libcsv-dev libxml2-dev libpq-dev"
-TEST="postgresql libcmocka-dev sqlite3 python3 clang libclang-rt-14-dev gnutls-bin chromium nodejs npm"
+libcurl4-openssl-dev libssl-dev libcsv-dev libxml2-dev libpq-dev libopendkim-dev"
+TEST="postgresql libcmocka-dev sqlite3 python3 clang libclang-rt-14-dev gnutls-bin chromium nodejs npm
+python3-dkim python3-aiosmtpd openssl"
 BENCH="wrk nginx-light"
 
 case "${1:-all}" in

@@ -17,6 +17,10 @@ static const command_t commands[] = {
     { "serve", td_cli_serve, "run the server (events, profiles, admin API)" },
     { "demo", td_cli_demo, "run the server with generated demo data on a virtual clock" },
     { "config", td_cli_config, "print the configuration reference or check settings" },
+    { "eval", td_cli_eval, "replay a public dataset through the recommendation engine" },
+    { "journey", td_cli_journey, "manage journeys on a running server (apply, publish, report...)" },
+    { "mail", td_cli_mail, "send a test email through the mail settings (tandem mail send)" },
+    { "import", td_cli_import, "import a product catalog feed (tandem import catalog FILE)" },
     { "template", td_cli_template, "check email templates or render one against JSON data" },
 };
 

@@ -2,6 +2,7 @@
 #include "api/api.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include "util/banned.h"
 
 #define TD_META_VIRTUAL_CLOCK "clock.virtual_ms"
+
+static pthread_mutex_t clock_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int td_api_clock_load(td_store_t *store, int64_t *now_ms)
 {
@@ -113,12 +116,18 @@ void td_api_clock_advance(td_http_req_t *req, void *ctx)
     }
     int64_t delta_ms = (int64_t)(json_number_value(secs) * 1000.0);
     json_decref(root);
-    if (td_clock_advance(app->clock, delta_ms, &now) != TD_OK) {
+    /* advance and save under one lock, so saves land in the order of the
+     * times they save and a restart never goes back */
+    pthread_mutex_lock(&clock_mu);
+    int rc = td_clock_advance(app->clock, delta_ms, &now);
+    if (rc != TD_OK) {
+        pthread_mutex_unlock(&clock_mu);
         td_http_reply_errorf(req, TD_EINVAL, "/seconds", "cannot move the clock");
         return;
     }
     /* the virtual time is durable, so a restart resumes from it */
-    int rc = td_api_clock_save(app->store, now);
+    rc = td_api_clock_save(app->store, now);
+    pthread_mutex_unlock(&clock_mu);
     if (rc != TD_OK) {
         td_http_reply_errorf(req, rc, NULL, "the clock moved but could not be saved (%s)",
                              td_strerror(rc));
@@ -126,5 +135,6 @@ void td_api_clock_advance(td_http_req_t *req, void *ctx)
     }
     td_log(TD_LOG_INFO, "clock", "advance delta_ms=%lld now_ms=%lld", (long long)delta_ms,
            (long long)now);
+    td_journey_engine_wake(app->journeys); /* run what became due now */
     reply_clock(req, app);
 }

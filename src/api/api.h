@@ -4,8 +4,10 @@
 #ifndef TD_API_H
 #define TD_API_H
 
+#include "catalog/catalog.h"
 #include "collect/collect.h"
 #include "http/http.h"
+#include "journey/journey.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/config.h"
@@ -17,6 +19,8 @@ typedef struct td_app {
     td_clock_t *clock;
     td_collect_limits_t limits;
     int64_t started_ms;
+    td_catalog_t *catalog; /* the in-memory catalog index, kept current */
+    td_journey_engine_t *journeys; /* journey engine: triggers, timers, steps */
 } td_app_t;
 
 /* Every route of the server, ending with a NULL method. */
@@ -41,5 +45,39 @@ void td_api_healthz(td_http_req_t *req, void *app);
 void td_api_metrics(td_http_req_t *req, void *app);
 void td_api_clock_get(td_http_req_t *req, void *app);
 void td_api_clock_advance(td_http_req_t *req, void *app);
+/* POST /ee/...: the Adobe Edge Network endpoints the Web SDK calls (edge.c). */
+void td_api_edge_post(td_http_req_t *req, void *app);
+/* GET /web/...: static files from web_dir (static.c). */
+void td_api_static_get(td_http_req_t *req, void *app);
+/* The catalog API (entities.c). */
+void td_api_entities_import(td_http_req_t *req, void *app);
+void td_api_entities_list(td_http_req_t *req, void *app);
+void td_api_entity_get(td_http_req_t *req, void *app);
+void td_api_entity_put(td_http_req_t *req, void *app);
+void td_api_entity_delete(td_http_req_t *req, void *app);
+void td_api_entities_purge(td_http_req_t *req, void *app);
+
+/* Tracking links of emails, public (tracking.c): open pixel, click
+ * redirect, unsubscribe page and RFC 8058 one-click unsubscribe. */
+void td_api_track_open(td_http_req_t *req, void *app);
+void td_api_track_click(td_http_req_t *req, void *app);
+void td_api_track_unsub_get(td_http_req_t *req, void *app);
+void td_api_track_unsub_post(td_http_req_t *req, void *app);
+
+/* Journeys (journeys.c): definitions, publishing, reports, instances. */
+void td_api_journeys_list(td_http_req_t *req, void *app);
+void td_api_journey_get(td_http_req_t *req, void *app);
+void td_api_journey_put(td_http_req_t *req, void *app);
+void td_api_journey_delete(td_http_req_t *req, void *app);
+void td_api_journey_validate(td_http_req_t *req, void *app);
+void td_api_journey_publish(td_http_req_t *req, void *app);
+void td_api_journey_pause(td_http_req_t *req, void *app);
+void td_api_journey_resume(td_http_req_t *req, void *app);
+void td_api_journey_stop(td_http_req_t *req, void *app);
+void td_api_journey_report(td_http_req_t *req, void *app);
+void td_api_journey_instances(td_http_req_t *req, void *app);
+void td_api_journey_instance(td_http_req_t *req, void *app);
+void td_api_profile_journeys(td_http_req_t *req, void *app);
+void td_api_outbox_list(td_http_req_t *req, void *app);
 
 #endif

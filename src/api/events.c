@@ -84,8 +84,10 @@ static void reply_results(td_http_req_t *req, const td_event_batch_t *b, const i
         td_buf_addc(&out, '}');
     }
     td_buf_adds(&out, "]}");
-    td_http_reply_json(req, accepted + duplicates > 0 ? 200 : td_http_status_for(first_err->code),
-                       &out);
+    td_http_reply_json(
+        req,
+        accepted + duplicates > 0 || first_err == NULL ? 200 : td_http_status_for(first_err->code),
+        &out);
     td_buf_release(&out);
 }
 

@@ -45,6 +45,45 @@ static int open_clock(td_app_t *app)
     return td_api_clock_save(app->store, td_clock_now_ms(clock));
 }
 
+/* The journey engine, hooked into the ingest transaction. A store without
+ * journey tables (a backend still lacking them) runs without journeys. */
+static int open_journeys(td_app_t *app)
+{
+    const td_config_t *cfg = app->cfg;
+    td_err_t err = { 0 };
+    char domain[256] = "";
+    const char *p = strstr(cfg->public_url, "://");
+    td_journey_options_t jopt = {
+        .defaults = { .reentry_wait_ms = cfg->journey_reentry_wait * 1000,
+                      .timeout_ms = cfg->journey_timeout_days * 86400 * 1000 },
+        .batch = (int)cfg->journey_batch,
+        .action_threads = (int)cfg->journey_action_threads,
+        .max_call_attempts = (int)cfg->journey_call_attempts,
+        .action_auth = (const char *const *)cfg->action_auth.items,
+        .n_action_auth = cfg->action_auth.n,
+        .message_domain = domain,
+    };
+    int rc;
+
+    /* Message-IDs take the host of public_url */
+    if (p) {
+        size_t n = strcspn(p + 3, ":/?#");
+        snprintf(domain, sizeof(domain), "%.*s", (int)(n < 200 ? n : 200), p + 3);
+    }
+    if (!td_store_journeys_supported(app->store)) {
+        td_log(TD_LOG_WARN, "journey", "not supported by store=%s", td_store_backend(app->store));
+        return TD_OK;
+    }
+    if ((rc = td_journey_engine_open(app->store, app->clock, &jopt, &app->journeys, &err)) !=
+        TD_OK) {
+        fprintf(stderr, "tandem: %s\n", err.message);
+        return rc;
+    }
+    td_ingest_add_tx_hook(app->ingest, td_journey_engine_tx_hook, app->journeys);
+    td_ingest_add_listener(app->ingest, td_journey_engine_listener, app->journeys);
+    return TD_OK;
+}
+
 int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
 {
     td_err_t err = { 0 };
@@ -79,6 +118,21 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
         td_cli_app_close(app);
         return rc;
     }
+    app->catalog = td_catalog_new(cfg->entity_expiry_days * 24 * 3600 * 1000);
+    if (td_store_catalog_supported(app->store)) {
+        if ((rc = td_catalog_load(app->catalog, app->store)) != TD_OK) {
+            fprintf(stderr, "tandem: cannot load the catalog (%s)\n", td_strerror(rc));
+            td_cli_app_close(app);
+            return rc;
+        }
+        td_catalog_sync_start(app->catalog, app->store, (int)cfg->catalog_poll_ms);
+    } else {
+        td_log(TD_LOG_WARN, "catalog", "not supported by store=%s", td_store_backend(app->store));
+    }
+    if ((rc = open_journeys(app)) != TD_OK) {
+        td_cli_app_close(app);
+        return rc;
+    }
     app->started_ms = td_wall_ms();
     td_api_init_metrics();
     return TD_OK;
@@ -86,7 +140,9 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
 
 void td_cli_app_close(td_app_t *app)
 {
-    td_ingest_close(app->ingest);
+    td_ingest_close(app->ingest); /* first: no event may reach a closed engine */
+    td_journey_engine_close(app->journeys);
+    td_catalog_free(app->catalog);
     td_store_close(app->store);
     free(app->clock);
     memset(app, 0, sizeof(*app));

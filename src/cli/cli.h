@@ -11,6 +11,10 @@
 int td_cli_serve(int argc, char **argv);
 int td_cli_config(int argc, char **argv);
 int td_cli_demo(int argc, char **argv);
+int td_cli_eval(int argc, char **argv);
+int td_cli_journey(int argc, char **argv);
+int td_cli_mail(int argc, char **argv);
+int td_cli_import(int argc, char **argv);
 int td_cli_template(int argc, char **argv);
 
 /* True when argv holds -h or --help. */

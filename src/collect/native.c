@@ -255,6 +255,11 @@ int td_collect_parse_native(const char *body, size_t len, const td_collect_limit
         rc = td_err_set(err, TD_EINVAL, "/events", "must be an array");
         goto out;
     }
+    /* an empty batch stores nothing and has no event to report on */
+    if (json_array_size(events) == 0) {
+        rc = td_err_set(err, TD_EINVAL, "/events", "must hold at least one event");
+        goto out;
+    }
     if (json_array_size(events) > (size_t)lim->max_events) {
         rc = td_err_set(err, TD_ETOOBIG, "/events", "more than %d events in one request",
                         lim->max_events);

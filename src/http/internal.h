@@ -18,7 +18,12 @@ struct td_http_req {
     struct MHD_Connection *conn;
     td_http_server_t *srv;
     bool tls;
-    const char *method, *path; /* borrowed from MHD */
+    const char *method;   /* borrowed from MHD */
+    const char *raw_path; /* as sent (MHD is told not to unescape): routes match it */
+    char *path;           /* percent-decoded */
+    char **decoded;       /* decoded query values handed out, freed with req */
+    int n_decoded;
+    char allow[64]; /* methods of the routes matching the path, for 405 */
     td_buf_t body;
     bool too_big;
     bool dispatched;
@@ -52,6 +57,8 @@ struct td_http_server {
     char *tls_cert_pem, *tls_key_pem;
 };
 
+/* Percent-decodes s (len bytes) into a new string; you own it. */
+char *td_http__unescape(const char *s, size_t len);
 /* Finds the route for method + path and fills req's params. Returns the
  * route, or NULL with *path_known telling 405 from 404. */
 const td_http_route_t *td_http__match(const td_http_route_t *routes, td_http_req_t *req,

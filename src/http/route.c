@@ -5,6 +5,7 @@
 #include "http/internal.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -40,7 +41,8 @@ static bool match_pattern(const char *pat, const char *path, int flags, td_http_
                 return false;
             }
             req->param_names[req->n_params] = td_xstrndup(pat + 1, (size_t)(close - pat - 1));
-            req->param_values[req->n_params++] = td_xstrndup(path, (size_t)(seg_end - path));
+            /* decoded only now, so "%2F" inside an id stays inside it */
+            req->param_values[req->n_params++] = td_http__unescape(path, (size_t)(seg_end - path));
             pat = close + 1;
             path = seg_end;
             continue;
@@ -54,15 +56,58 @@ static bool match_pattern(const char *pat, const char *path, int flags, td_http_
     return *path == '\0' || (flags & TD_ROUTE_PREFIX);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+char *td_http__unescape(const char *s, size_t len)
+{
+    char *out = td_xmalloc(len + 1), *o = out;
+
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < len && (hi = hex_value(s[i + 1])) >= 0 &&
+            (lo = hex_value(s[i + 2])) >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static void add_allowed(td_http_req_t *req, const char *method)
+{
+    size_t n = strlen(req->allow);
+
+    if (strstr(req->allow, method) == NULL && n + strlen(method) + 3 < sizeof(req->allow)) {
+        snprintf(req->allow + n, sizeof(req->allow) - n, "%s%s", n ? ", " : "", method);
+    }
+}
+
 const td_http_route_t *td_http__match(const td_http_route_t *routes, td_http_req_t *req,
                                       bool *path_known)
 {
     *path_known = false;
+    req->allow[0] = '\0';
     for (const td_http_route_t *r = routes; r->method; r++) {
-        if (!match_pattern(r->pattern, req->path, r->flags, req)) {
+        if (!match_pattern(r->pattern, req->raw_path, r->flags, req)) {
             continue;
         }
         *path_known = true;
+        add_allowed(req, r->method);
         if (strcmp(r->method, "*") == 0 || strcmp(r->method, req->method) == 0 ||
             (strcmp(r->method, "GET") == 0 && strcmp(req->method, "HEAD") == 0)) {
             return r;

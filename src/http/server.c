@@ -25,7 +25,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, td_err_
 
     if (colon == NULL || colon == listen || colon[1] == '\0' ||
         (size_t)(colon - listen) >= sizeof(host)) {
-        return td_err_set(err, TD_EINVAL, "listen", "\"%s\" is not HOST:PORT", listen);
+        return td_err_set(err, TD_EINVAL, "listen", "listen address \"%s\" is not HOST:PORT",
+                          listen);
     }
     const char *h = listen;
     size_t hlen = (size_t)(colon - listen);
@@ -77,6 +78,11 @@ static void free_req(td_http_req_t *req)
         free(req->headers[i].name);
         free(req->headers[i].value);
     }
+    for (int i = 0; i < req->n_decoded; i++) {
+        free(req->decoded[i]);
+    }
+    free(req->decoded);
+    free(req->path);
     td_buf_release(&req->body);
     td_buf_release(&req->reply_body);
     free(req->content_type);
@@ -121,6 +127,7 @@ static void dispatch(td_http_req_t *req)
         } else if (path_known) {
             td_http_reply_errorf(req, TD_EINVAL, NULL, "method %s not allowed on %s", req->method,
                                  req->path);
+            td_http_add_header(req, "Allow", req->allow);
             req->status = 405;
         } else {
             td_http_reply_errorf(req, TD_ENOTFOUND, NULL, "no such endpoint: %s %s", req->method,
@@ -163,17 +170,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->conn = conn;
         req->srv = srv;
         req->method = method;
-        req->path = url;
+        req->raw_path = url;
+        req->path = td_http__unescape(url, strlen(url));
         req->start_us = td_mono_us();
         pthread_mutex_init(&req->mu, NULL);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
         req->tls = ci && ci->daemon == srv->tls;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
-            req->too_big = true;
-        }
         *con_cls = req;
+        if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
+            /* answered before the body, which is then never read (no
+             * "100 Continue" invites it either) */
+            req->too_big = true;
+            req->dispatched = true;
+            dispatch(req);
+            return queue_reply(req);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -229,6 +242,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd would decode the path before routing, turning an id's
+ * "%2F" into a separator; the router decodes each segment itself instead. */
+static size_t no_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -255,13 +277,15 @@ static struct MHD_Daemon *start_daemon(td_http_server_t *srv, const char *listen
     if (tls) {
         d = MHD_start_daemon(
             flags | MHD_USE_TLS, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-            on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 60U, MHD_OPTION_HTTPS_MEM_KEY,
-            srv->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT, srv->tls_cert_pem, MHD_OPTION_END);
+            on_mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_SOCK_ADDR,
+            (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, 60U,
+            MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT,
+            srv->tls_cert_pem, MHD_OPTION_END);
     } else {
         d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-                             on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                             on_mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                              MHD_OPTION_CONNECTION_TIMEOUT, 60U, MHD_OPTION_END);
@@ -294,20 +318,20 @@ int td_http_start(const td_http_options_t *opt, const td_http_route_t *routes, v
     if (threads < 1) {
         threads = 1;
     }
-    srv->plain = start_daemon(srv, opt->listen, false, threads, err);
-    if (srv->plain == NULL) {
-        goto fail;
-    }
+    /* HTTPS first: once /healthz answers on HTTP, every port is listening */
     if (opt->tls_listen && *opt->tls_listen) {
-        srv->tls_cert_pem = read_file(opt->tls_cert_file, err, "tls_cert");
-        srv->tls_key_pem = read_file(opt->tls_key_file, err, "tls_key");
-        if (srv->tls_cert_pem == NULL || srv->tls_key_pem == NULL) {
+        if ((srv->tls_cert_pem = read_file(opt->tls_cert_file, err, "tls_cert")) == NULL ||
+            (srv->tls_key_pem = read_file(opt->tls_key_file, err, "tls_key")) == NULL) {
             goto fail;
         }
         srv->tls = start_daemon(srv, opt->tls_listen, true, threads, err);
         if (srv->tls == NULL) {
             goto fail;
         }
+    }
+    srv->plain = start_daemon(srv, opt->listen, false, threads, err);
+    if (srv->plain == NULL) {
+        goto fail;
     }
     *out = srv;
     return TD_OK;
@@ -378,7 +402,22 @@ const char *td_http_param(const td_http_req_t *req, const char *name)
 
 const char *td_http_query(const td_http_req_t *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    td_http_req_t *r = (td_http_req_t *)req;
+    const char *raw = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+
+    if (raw == NULL) {
+        return NULL;
+    }
+    /* arguments arrive escaped (see no_unescape); '+' is a space in queries */
+    char *v = td_http__unescape(raw, strlen(raw));
+    for (char *p = v; *p; p++) {
+        if (*p == '+') {
+            *p = ' ';
+        }
+    }
+    r->decoded = td_xrealloc(r->decoded, sizeof(char *) * (size_t)(r->n_decoded + 1));
+    r->decoded[r->n_decoded++] = v;
+    return v;
 }
 
 const char *td_http_header(const td_http_req_t *req, const char *name)

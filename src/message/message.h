@@ -240,7 +240,8 @@ typedef struct td_smtp_result {
 const char *td_smtp_status_name(td_smtp_status_t s);
 
 typedef enum {
-    TD_SMTP_TLS_TRY = 0, /* smtp://: STARTTLS when the server offers it */
+    TD_SMTP_TLS_TRY = 0, /* smtp://: STARTTLS when the server offers it (required when
+                            a user is set: credentials never go in clear) */
     TD_SMTP_TLS_REQUIRE, /* smtp://: STARTTLS or fail */
     TD_SMTP_TLS_OFF      /* smtp://: never (a local relay) */
 } td_smtp_tls_t;

@@ -19,7 +19,8 @@ bool td_profile_ns_valid(const char *ns)
            strcmp(ns, TD_NS_CUSTOMER) == 0;
 }
 
-static int resolve_once(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int64_t *out)
+static int resolve_once(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int viewed_max,
+                        int64_t *out)
 {
     const char *ns[3] = { TD_NS_ECID, TD_NS_EMAIL, TD_NS_CUSTOMER };
     const char *ids[3] = { ev->ecid, ev->email, ev->customer_id };
@@ -51,7 +52,8 @@ static int resolve_once(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms
             /* the merge moves found[i]'s identities (this one included) */
             td_log(TD_LOG_INFO, "profile", "merge from=%lld into=%lld", (long long)found[i],
                    (long long)pid);
-            if ((rc = td_store_profile_merge(c, found[i], pid, now_ms)) != TD_OK) {
+            if ((rc = td_store_profile_merge(c, found[i], pid, now_ms)) != TD_OK ||
+                (rc = td_store_viewed_trim(c, pid, viewed_max)) != TD_OK) {
                 return rc;
             }
         } else if (ids[i] && found[i] == 0 &&
@@ -66,12 +68,13 @@ static int resolve_once(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms
 /* With several writers (nodes on one database) an identity may be linked
  * between our lookup and our link; the link then reports a conflict and the
  * resolution starts over, now finding it. */
-static int resolve(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int64_t *out)
+static int resolve(td_store_conn_t *c, const td_event_t *ev, int64_t now_ms, int viewed_max,
+                   int64_t *out)
 {
     int rc = TD_ECONFLICT;
 
     for (int attempt = 0; attempt < 3 && rc == TD_ECONFLICT; attempt++) {
-        rc = resolve_once(c, ev, now_ms, out);
+        rc = resolve_once(c, ev, now_ms, viewed_max, out);
     }
     return rc;
 }
@@ -171,7 +174,18 @@ int td_profile_apply(td_store_conn_t *c, const td_event_t *ev, const char *doc, 
     int64_t pid;
     int rc;
 
-    if ((rc = resolve(c, ev, received_ms, &pid)) != TD_OK) {
+    /* a retry of a stored event changes nothing, not even identities */
+    if (ev->event_id) {
+        rc = td_store_event_seq_by_key(c, ev->event_id, seq);
+        if (rc == TD_OK) {
+            *profile_id = 0;
+            return TD_ECONFLICT;
+        }
+        if (rc != TD_ENOTFOUND) {
+            return rc;
+        }
+    }
+    if ((rc = resolve(c, ev, received_ms, viewed_max, &pid)) != TD_OK) {
         return rc;
     }
     td_store_event_t row = { .event_id = ev->event_id,

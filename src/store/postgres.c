@@ -54,9 +54,10 @@ static const char P_VIEWED_ADD[] =
     "category = coalesce(excluded.category, viewed.category), "
     "price = coalesce(excluded.price, viewed.price), "
     "ts_ms = greatest(viewed.ts_ms, excluded.ts_ms)";
+/* by rank, not by time: items viewed at the same instant count one by one */
 static const char P_VIEWED_TRIM[] =
-    "DELETE FROM viewed WHERE profile_id = $1 AND ts_ms < (SELECT ts_ms FROM viewed "
-    "WHERE profile_id = $1 ORDER BY ts_ms DESC LIMIT 1 OFFSET $2::bigint - 1)";
+    "DELETE FROM viewed WHERE profile_id = $1 AND item_id NOT IN (SELECT item_id FROM viewed "
+    "WHERE profile_id = $1 ORDER BY ts_ms DESC, item_id LIMIT $2)";
 static const char P_PURCHASE_ADD[] =
     "INSERT INTO purchases (profile_id, order_id, ts_ms, total, currency, items) "
     "VALUES ($1, $2, $3, $4, $5, $6)";
@@ -402,6 +403,23 @@ static int pg_cart_clear(void *conn, int64_t profile_id)
     return td_store__pg_run(conn, P_CART_CLEAR, &p);
 }
 
+static int pg_viewed_trim(void *conn, int64_t profile_id, int max_kept)
+{
+    td_pg_params_t p = { 0 };
+
+    td_pg_param_int(&p, profile_id);
+    td_pg_param_int(&p, max_kept);
+    return td_store__pg_run(conn, P_VIEWED_TRIM, &p);
+}
+
+static int pg_event_seq_by_key(void *conn, const char *event_id, int64_t *seq)
+{
+    td_pg_params_t p = { 0 };
+
+    td_pg_param_text(&p, event_id);
+    return td_store__pg_query_int(conn, P_EVENT_BY_KEY, &p, seq);
+}
+
 static int pg_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *it, int max_kept)
 {
     td_pg_params_t p = { 0 };
@@ -412,10 +430,7 @@ static int pg_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *
     if ((rc = td_store__pg_run(conn, P_VIEWED_ADD, &p)) != TD_OK) {
         return rc;
     }
-    p = (td_pg_params_t){ 0 };
-    td_pg_param_int(&p, profile_id);
-    td_pg_param_int(&p, max_kept);
-    return td_store__pg_run(conn, P_VIEWED_TRIM, &p);
+    return pg_viewed_trim(conn, profile_id, max_kept);
 }
 
 static int pg_purchase_add(void *conn, int64_t profile_id, const td_store_purchase_t *pu)
@@ -577,10 +592,12 @@ const td_store_ops_t td_store_postgres_ops = {
     .profile_load = pg_profile_load,
     .event_append = pg_event_append,
     .event_count = pg_event_count,
+    .event_seq_by_key = pg_event_seq_by_key,
     .cart_add = pg_cart_add,
     .cart_remove = pg_cart_remove,
     .cart_clear = pg_cart_clear,
     .viewed_add = pg_viewed_add,
+    .viewed_trim = pg_viewed_trim,
     .purchase_add = pg_purchase_add,
     .consent_set = pg_consent_set,
 };

@@ -78,9 +78,10 @@ static const char S_VIEWED_ADD[] =
     "category = coalesce(excluded.category, category), "
     "price = coalesce(excluded.price, price), "
     "ts_ms = max(ts_ms, excluded.ts_ms)";
-static const char S_VIEWED_TRIM[] = "DELETE FROM viewed WHERE profile_id = ?1 AND ts_ms < ("
-                                    "SELECT ts_ms FROM viewed WHERE profile_id = ?1 "
-                                    "ORDER BY ts_ms DESC LIMIT 1 OFFSET ?2 - 1)";
+/* by rank, not by time: items viewed at the same instant count one by one */
+static const char S_VIEWED_TRIM[] =
+    "DELETE FROM viewed WHERE profile_id = ?1 AND item_id NOT IN (SELECT item_id FROM viewed "
+    "WHERE profile_id = ?1 ORDER BY ts_ms DESC, item_id LIMIT ?2)";
 static const char S_PURCHASE_ADD[] =
     "INSERT INTO purchases (profile_id, order_id, ts_ms, total, currency, items) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -547,6 +548,31 @@ static int sq_cart_clear(void *conn, int64_t profile_id)
     return td_store__sqlite_run(c, st);
 }
 
+static int sq_viewed_trim(void *conn, int64_t profile_id, int max_kept)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_VIEWED_TRIM);
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    sqlite3_bind_int64(st, 1, profile_id);
+    sqlite3_bind_int64(st, 2, max_kept);
+    return td_store__sqlite_run(c, st);
+}
+
+static int sq_event_seq_by_key(void *conn, const char *event_id, int64_t *seq)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, S_EVENT_BY_KEY);
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    td_store__sqlite_bind_text(st, 1, event_id);
+    return td_store__sqlite_query_int(c, st, seq);
+}
+
 static int sq_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *it, int max_kept)
 {
     td_sqlite_conn_t *c = conn;
@@ -562,12 +588,7 @@ static int sq_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *
     if ((rc = td_store__sqlite_run(c, st)) != TD_OK) {
         return rc;
     }
-    if ((st = td_store__sqlite_stmt(c, S_VIEWED_TRIM)) == NULL) {
-        return TD_EIO;
-    }
-    sqlite3_bind_int64(st, 1, profile_id);
-    sqlite3_bind_int64(st, 2, max_kept);
-    return td_store__sqlite_run(c, st);
+    return sq_viewed_trim(c, profile_id, max_kept);
 }
 
 static int sq_purchase_add(void *conn, int64_t profile_id, const td_store_purchase_t *p)
@@ -751,6 +772,8 @@ out:
 }
 
 const td_store_ops_t td_store_sqlite_ops = {
+    .domains = { [TD_STORE_DOMAIN_CATALOG] = &td_store_sqlite_catalog_ops,
+                 [TD_STORE_DOMAIN_JOURNEY] = &td_store_sqlite_journey_ops },
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,
@@ -767,10 +790,12 @@ const td_store_ops_t td_store_sqlite_ops = {
     .profile_load = sq_profile_load,
     .event_append = sq_event_append,
     .event_count = sq_event_count,
+    .event_seq_by_key = sq_event_seq_by_key,
     .cart_add = sq_cart_add,
     .cart_remove = sq_cart_remove,
     .cart_clear = sq_cart_clear,
     .viewed_add = sq_viewed_add,
+    .viewed_trim = sq_viewed_trim,
     .purchase_add = sq_purchase_add,
     .consent_set = sq_consent_set,
 };

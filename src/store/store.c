@@ -231,6 +231,16 @@ int td_store_event_count(td_store_conn_t *c, int64_t *n)
     return CALL(c, event_count, n);
 }
 
+int td_store_event_seq_by_key(td_store_conn_t *c, const char *event_id, int64_t *seq)
+{
+    return CALL(c, event_seq_by_key, event_id, seq);
+}
+
+int td_store_viewed_trim(td_store_conn_t *c, int64_t profile_id, int max_kept)
+{
+    return CALL(c, viewed_trim, profile_id, max_kept);
+}
+
 int td_store_cart_add(td_store_conn_t *c, int64_t profile_id, const td_store_item_t *it)
 {
     return CALL(c, cart_add, profile_id, it);

@@ -133,6 +133,10 @@ int td_store_profile_load(td_store_conn_t *c, int64_t profile_id,
 int td_store_event_append(td_store_conn_t *c, const td_store_event_t *ev,
                           int64_t *seq) TD_MUST_CHECK;
 int td_store_event_count(td_store_conn_t *c, int64_t *n) TD_MUST_CHECK;
+/* The sequence number of the event stored with idempotency key event_id;
+ * TD_ENOTFOUND when there is none. */
+int td_store_event_seq_by_key(td_store_conn_t *c, const char *event_id, int64_t *seq)
+    TD_MUST_CHECK;
 
 /* Profile state derived from events. */
 int td_store_cart_add(td_store_conn_t *c, int64_t profile_id,
@@ -144,6 +148,8 @@ int td_store_cart_clear(td_store_conn_t *c, int64_t profile_id) TD_MUST_CHECK;
 /* Records a view, keeping only the newest max_kept distinct items. */
 int td_store_viewed_add(td_store_conn_t *c, int64_t profile_id, const td_store_item_t *it,
                         int max_kept) TD_MUST_CHECK;
+/* Keeps only the newest max_kept viewed items (newest by time, then id). */
+int td_store_viewed_trim(td_store_conn_t *c, int64_t profile_id, int max_kept) TD_MUST_CHECK;
 int td_store_purchase_add(td_store_conn_t *c, int64_t profile_id,
                           const td_store_purchase_t *p) TD_MUST_CHECK;
 int td_store_consent_set(td_store_conn_t *c, int64_t profile_id, int value, int64_t ts_ms,
@@ -180,11 +186,13 @@ struct td_store_ops {
     int (*profile_load)(void *conn, int64_t profile_id, td_store_profile_t *out);
     int (*event_append)(void *conn, const td_store_event_t *ev, int64_t *seq);
     int (*event_count)(void *conn, int64_t *n);
+    int (*event_seq_by_key)(void *conn, const char *event_id, int64_t *seq);
     int (*cart_add)(void *conn, int64_t profile_id, const td_store_item_t *it);
     int (*cart_remove)(void *conn, int64_t profile_id, const char *item_id, int64_t quantity,
                        bool remove_all);
     int (*cart_clear)(void *conn, int64_t profile_id);
     int (*viewed_add)(void *conn, int64_t profile_id, const td_store_item_t *it, int max_kept);
+    int (*viewed_trim)(void *conn, int64_t profile_id, int max_kept);
     int (*purchase_add)(void *conn, int64_t profile_id, const td_store_purchase_t *p);
     int (*consent_set)(void *conn, int64_t profile_id, int value, int64_t ts_ms,
                        const char *source);
@@ -192,5 +200,330 @@ struct td_store_ops {
 
 extern const td_store_ops_t td_store_sqlite_ops;
 extern const td_store_ops_t td_store_postgres_ops;
+
+/* ------------------------------------------------------------------------
+ * Catalog (TD_STORE_DOMAIN_CATALOG): one row per entity, the standard
+ * attributes in plain columns, categories and custom attributes as JSON
+ * text (the store does not parse them). Every write transaction takes a
+ * new catalog sequence number (td_store_catalog_seq_next) and stamps the
+ * rows it writes and the ids it deletes with it, so that another process
+ * can fetch what changed since the sequence number it last saw. */
+
+typedef struct td_store_entity {
+    const char *id;
+    const char *name;
+    const char *categories; /* JSON array of strings, or NULL */
+    const char *brand;
+    const char *page_url;
+    const char *thumbnail_url;
+    const char *message;
+    double value, inventory, margin;
+    bool has_value, has_inventory, has_margin;
+    const char *attrs; /* JSON object, or NULL */
+    int64_t environment;
+    int64_t updated_ms;
+    int64_t change_seq;
+} td_store_entity_t;
+
+/* Receives rows; the strings are borrowed for the call. A non-zero return
+ * stops the scan and is returned by it. */
+typedef int (*td_store_entity_fn)(void *ctx, const td_store_entity_t *e);
+typedef int (*td_store_id_fn)(void *ctx, const char *id);
+
+typedef struct td_store_catalog_ops {
+    int (*seq_next)(void *conn, int64_t now_ms, int64_t *seq);
+    int (*seq_get)(void *conn, int64_t *seq);
+    int (*entity_get)(void *conn, const char *id, td_store_entity_fn fn, void *ctx);
+    int (*entity_put)(void *conn, const td_store_entity_t *e);
+    int (*entity_delete)(void *conn, const char *id, int64_t seq, int64_t now_ms);
+    int (*entity_scan)(void *conn, int64_t after_seq, td_store_entity_fn fn, void *ctx);
+    int (*entity_deleted_since)(void *conn, int64_t after_seq, td_store_id_fn fn, void *ctx);
+    int (*entity_count)(void *conn, int64_t *n);
+    int (*entity_delete_unstamped)(void *conn, int64_t seq, int64_t environment, int64_t now_ms,
+                                   int64_t *n);
+    int (*entity_zero_unstamped)(void *conn, int64_t seq, int64_t environment, int64_t *n);
+    int (*entity_delete_expired)(void *conn, int64_t before_ms, int64_t seq, int64_t now_ms,
+                                 int64_t *n);
+} td_store_catalog_ops_t;
+
+extern const td_store_catalog_ops_t td_store_sqlite_catalog_ops;
+
+/* True when the store's backend keeps a catalog. */
+bool td_store_catalog_supported(const td_store_t *st);
+/* Inside a write transaction: the next catalog sequence number (also
+ * recorded as the current one when the transaction commits). */
+int td_store_catalog_seq_next(td_store_conn_t *c, int64_t now_ms, int64_t *seq) TD_MUST_CHECK;
+/* The last committed catalog sequence number (0 before any write). */
+int td_store_catalog_seq(td_store_conn_t *c, int64_t *seq) TD_MUST_CHECK;
+/* Calls fn with the entity, or returns TD_ENOTFOUND. */
+int td_store_entity_get(td_store_conn_t *c, const char *id, td_store_entity_fn fn,
+                        void *ctx) TD_MUST_CHECK;
+/* Inserts or replaces the whole row e->id. */
+int td_store_entity_put(td_store_conn_t *c, const td_store_entity_t *e) TD_MUST_CHECK;
+/* Deletes one entity, recording the deletion under seq; TD_ENOTFOUND if none. */
+int td_store_entity_delete(td_store_conn_t *c, const char *id, int64_t seq,
+                           int64_t now_ms) TD_MUST_CHECK;
+/* Every entity with change_seq > after_seq (0: all), in no particular order. */
+int td_store_entity_scan(td_store_conn_t *c, int64_t after_seq, td_store_entity_fn fn,
+                         void *ctx) TD_MUST_CHECK;
+/* Ids deleted with change_seq > after_seq (kept for a day). */
+int td_store_entity_deleted_since(td_store_conn_t *c, int64_t after_seq, td_store_id_fn fn,
+                                  void *ctx) TD_MUST_CHECK;
+int td_store_entity_count(td_store_conn_t *c, int64_t *n) TD_MUST_CHECK;
+/* Full-replace imports: deletes (or sets inventory 0 on) every entity not
+ * written under seq, only in environment when it is not 0. */
+int td_store_entity_delete_unstamped(td_store_conn_t *c, int64_t seq, int64_t environment,
+                                     int64_t now_ms, int64_t *n) TD_MUST_CHECK;
+int td_store_entity_zero_unstamped(td_store_conn_t *c, int64_t seq, int64_t environment,
+                                   int64_t *n) TD_MUST_CHECK;
+/* Deletes every entity last updated before before_ms. */
+int td_store_entity_delete_expired(td_store_conn_t *c, int64_t before_ms, int64_t seq,
+                                   int64_t now_ms, int64_t *n) TD_MUST_CHECK;
+
+/* ==== Journeys and the outbox ============================================
+ *
+ * Journey definitions (versioned documents), instances with their timers,
+ * re-entry keys, per-step counters, profile attributes written by journeys,
+ * and the outbox of messages waiting to be sent. The operations live in
+ * td_store_journey_ops_t (td_store_ops_t.domains[TD_STORE_DOMAIN_JOURNEY]).
+ *
+ * Work is claimed in two ways, both ready for several nodes on PostgreSQL:
+ * inside a transaction, due rows are the caller's until commit (SQLite: the
+ * write lock; PostgreSQL: FOR UPDATE SKIP LOCKED); to keep a row past the
+ * transaction (an outside HTTP call, an SMTP send) the caller writes a
+ * lease (claimed_by, lease_until_ms, in wall-clock ms) and other claimers
+ * skip the row until the lease runs out. Business times (next_run_ms,
+ * next_attempt_ms) follow the application clock, which may be virtual;
+ * leases always follow the wall clock. */
+
+typedef struct td_store_journey {
+    char *id;
+    char *status; /* draft | live | paused | stopped */
+    int64_t live_version;   /* 0: never published */
+    int64_t latest_version; /* the newest stored version */
+    int64_t created_ms, updated_ms;
+} td_store_journey_t;
+
+typedef struct td_store_jinstance {
+    int64_t id;
+    char *journey_id;
+    int64_t version;
+    int64_t profile_id;
+    char *entry_key;
+    char *step;
+    int phase; /* 0 arrive, 1 waiting, 2 outside call in flight */
+    int64_t step_since_ms;
+    int64_t next_run_ms; /* 0: not due (ended, or held by a pause) */
+    bool held;           /* read: the journey is paused and kept this instance's due time */
+    int64_t entered_ms, timeout_at_ms;
+    int64_t ended_ms; /* 0: running */
+    char *outcome, *reason;
+    int64_t entry_seq;
+    char *entry_event; /* JSON object */
+    char *data;        /* JSON object: {"actions": {...}} */
+    char *history;     /* read by get: a JSON array; NULL from list and due */
+    int64_t n_steps;
+    int attempts; /* outside call attempts at the current step */
+    char *claimed_by;
+    int64_t lease_until_ms; /* wall clock; 0: none */
+} td_store_jinstance_t;
+
+typedef struct td_store_jcount {
+    int64_t version;
+    char *step; /* "" for journey-level counts */
+    char *kind; /* entered | passed | exited | error | skipped | refused | waiting | ... */
+    char *reason;
+    int64_t n;
+} td_store_jcount_t;
+
+typedef struct td_store_attr {
+    char *name;
+    char *value; /* JSON */
+} td_store_attr_t;
+
+typedef struct td_store_event_row {
+    int64_t seq;
+    char *type;
+    int64_t ts_ms, received_ms;
+    char *doc; /* JSON */
+} td_store_event_row_t;
+
+typedef struct td_store_outbox {
+    int64_t id;
+    char *message_id; /* unique: deterministic per (instance, step) */
+    char *channel;    /* "email" */
+    char *journey_id;
+    int64_t journey_version;
+    int64_t instance_id;
+    char *step;
+    int64_t profile_id;
+    char *recipient;
+    char *template_id;
+    char *data;   /* JSON: what the template renders with */
+    char *status; /* queued | sending | sent | failed | suppressed | cancelled */
+    int attempts;
+    int64_t next_attempt_ms; /* application clock */
+    char *claimed_by;
+    int64_t lease_until_ms; /* wall clock */
+    int64_t created_ms, updated_ms, sent_ms;
+    char *last_error;
+} td_store_outbox_t;
+
+void td_store_journey_release(td_store_journey_t *j);
+void td_store_jinstance_release(td_store_jinstance_t *i);
+void td_store_outbox_release(td_store_outbox_t *m);
+/* Frees n rows of each kind and the array itself. */
+void td_store_journeys_free(td_store_journey_t *rows, int n);
+void td_store_jinstances_free(td_store_jinstance_t *rows, int n);
+void td_store_jcounts_free(td_store_jcount_t *rows, int n);
+void td_store_attrs_free(td_store_attr_t *rows, int n);
+void td_store_event_rows_free(td_store_event_row_t *rows, int n);
+void td_store_outboxes_free(td_store_outbox_t *rows, int n);
+
+typedef struct td_store_journey_ops {
+    int (*get)(void *conn, const char *id, td_store_journey_t *out);
+    int (*list)(void *conn, td_store_journey_t **rows, int *n);
+    int (*create)(void *conn, const char *id, int64_t now_ms);
+    int (*version_add)(void *conn, const char *id, int64_t version, const char *doc,
+                       int64_t now_ms);
+    int (*version_get)(void *conn, const char *id, int64_t version, char **doc,
+                       int64_t *created_ms, int64_t *published_ms);
+    int (*set_status)(void *conn, const char *id, const char *status, int64_t live_version,
+                      int64_t now_ms);
+    int (*remove)(void *conn, const char *id);
+    int (*hold)(void *conn, const char *id, bool hold);
+    int (*stop)(void *conn, const char *id, int64_t now_ms, const char *history, int64_t *n);
+    int (*key_get)(void *conn, const char *journey_id, const char *key, int64_t *last_entered_ms,
+                   int64_t *running_id);
+    int (*key_put)(void *conn, const char *journey_id, const char *key, int64_t entered_ms,
+                   int64_t running_id);
+    int (*key_release)(void *conn, const char *journey_id, const char *key, int64_t instance_id);
+    int (*count_add)(void *conn, const char *journey_id, int64_t version, const char *step,
+                     const char *kind, const char *reason, int64_t n);
+    int (*counts)(void *conn, const char *journey_id, td_store_jcount_t **rows, int *n);
+    int (*running_counts)(void *conn, const char *journey_id, td_store_jcount_t **rows, int *n);
+    int (*next_due)(void *conn, int64_t wall_ms, int64_t *ms);
+    int (*inst_insert)(void *conn, const td_store_jinstance_t *in, const char *history,
+                       int64_t *id);
+    int (*inst_update)(void *conn, const td_store_jinstance_t *in, bool data_changed,
+                       const char *history_append);
+    int (*inst_get)(void *conn, int64_t id, td_store_jinstance_t *out);
+    int (*inst_due)(void *conn, int64_t now_ms, int64_t wall_ms, int limit,
+                    td_store_jinstance_t **rows, int *n);
+    int (*inst_running)(void *conn, int64_t profile_id, td_store_jinstance_t **rows, int *n);
+    int (*inst_list)(void *conn, const char *journey_id, int64_t profile_id, int state,
+                     int64_t before_id, int limit, td_store_jinstance_t **rows, int *n);
+    int (*attrs_get)(void *conn, int64_t profile_id, td_store_attr_t **rows, int *n);
+    int (*attr_set)(void *conn, int64_t profile_id, const char *name, const char *value,
+                    int64_t now_ms);
+    int (*events_recent)(void *conn, int64_t profile_id, int limit, td_store_event_row_t **rows,
+                         int *n);
+    int (*outbox_add)(void *conn, const td_store_outbox_t *m, int64_t *id);
+    int (*outbox_claim)(void *conn, const char *node, int64_t now_ms, int64_t wall_ms,
+                        int64_t lease_until_ms, int limit, td_store_outbox_t **rows, int *n);
+    int (*outbox_mark)(void *conn, int64_t id, const char *node, const char *status,
+                       int64_t next_attempt_ms, const char *error, int64_t now_ms);
+    int (*outbox_get)(void *conn, int64_t id, td_store_outbox_t *out);
+    int (*outbox_list)(void *conn, int64_t instance_id, const char *status, int limit,
+                       td_store_outbox_t **rows, int *n);
+} td_store_journey_ops_t;
+
+extern const td_store_journey_ops_t td_store_sqlite_journey_ops;
+
+/* True when the store's backend has the journey tables. */
+bool td_store_journeys_supported(const td_store_t *st);
+
+/* Journeys. get: TD_ENOTFOUND when unknown. create: a draft with no version
+ * (TD_ECONFLICT when it exists). version_add also makes it the latest.
+ * version_get with version 0 reads the latest. remove deletes the journey
+ * with its versions, instances, keys and counters (not its outbox rows). */
+int td_store_journey_get(td_store_conn_t *c, const char *id,
+                         td_store_journey_t *out) TD_MUST_CHECK;
+int td_store_journey_list(td_store_conn_t *c, td_store_journey_t **rows, int *n) TD_MUST_CHECK;
+int td_store_journey_create(td_store_conn_t *c, const char *id, int64_t now_ms) TD_MUST_CHECK;
+int td_store_journey_version_add(td_store_conn_t *c, const char *id, int64_t version,
+                                 const char *doc, int64_t now_ms) TD_MUST_CHECK;
+int td_store_journey_version_get(td_store_conn_t *c, const char *id, int64_t version, char **doc,
+                                 int64_t *created_ms, int64_t *published_ms) TD_MUST_CHECK;
+/* Sets status; live_version > 0 also publishes that version. */
+int td_store_journey_set_status(td_store_conn_t *c, const char *id, const char *status,
+                                int64_t live_version, int64_t now_ms) TD_MUST_CHECK;
+int td_store_journey_delete(td_store_conn_t *c, const char *id) TD_MUST_CHECK;
+/* Pause (hold = true): running instances keep their due time aside and are
+ * not due; resume gives it back. While the journey's status is "paused",
+ * instance updates keep new due times aside too. */
+int td_store_journey_hold(td_store_conn_t *c, const char *id, bool hold) TD_MUST_CHECK;
+/* Ends every running instance (outcome "stopped"), counting them per step;
+ * history is the entry appended to each instance's history. */
+int td_store_journey_stop(td_store_conn_t *c, const char *id, int64_t now_ms,
+                          const char *history, int64_t *n) TD_MUST_CHECK;
+/* Re-entry keys: the last entry time and the running instance (0: none). */
+int td_store_journey_key_get(td_store_conn_t *c, const char *journey_id, const char *key,
+                             int64_t *last_entered_ms, int64_t *running_id) TD_MUST_CHECK;
+int td_store_journey_key_put(td_store_conn_t *c, const char *journey_id, const char *key,
+                             int64_t entered_ms, int64_t running_id) TD_MUST_CHECK;
+int td_store_journey_key_release(td_store_conn_t *c, const char *journey_id, const char *key,
+                                 int64_t instance_id) TD_MUST_CHECK;
+/* Report counters: adds n to (journey, version, step, kind, reason). */
+int td_store_journey_count_add(td_store_conn_t *c, const char *journey_id, int64_t version,
+                               const char *step, const char *kind, const char *reason,
+                               int64_t n) TD_MUST_CHECK;
+int td_store_journey_counts(td_store_conn_t *c, const char *journey_id, td_store_jcount_t **rows,
+                            int *n) TD_MUST_CHECK;
+/* Running instances per (version, step), as kind "waiting". */
+int td_store_journey_running_counts(td_store_conn_t *c, const char *journey_id,
+                                    td_store_jcount_t **rows, int *n) TD_MUST_CHECK;
+/* The earliest due time of any instance without a live lease (wall_ms);
+ * TD_ENOTFOUND when none. */
+int td_store_journey_next_due(td_store_conn_t *c, int64_t wall_ms, int64_t *ms) TD_MUST_CHECK;
+
+/* Instances. insert stores in (its id is ignored) with history as its first
+ * history entries (",{...},{...}"). update writes the moving parts of in
+ * (step, phase, times, outcome, lease, attempts; data only when
+ * data_changed) and appends history_append; the history keeps its first
+ * 64 KiB. due: rows with next_run_ms <= now_ms and no live lease, earliest
+ * first, without history (call inside a write transaction). running: the
+ * profile's running instances. list: state 0 all, 1 running, 2 ended;
+ * newest first, ids below before_id (0: from the newest). */
+int td_store_jinstance_insert(td_store_conn_t *c, const td_store_jinstance_t *in,
+                              const char *history, int64_t *id) TD_MUST_CHECK;
+int td_store_jinstance_update(td_store_conn_t *c, const td_store_jinstance_t *in,
+                              bool data_changed, const char *history_append) TD_MUST_CHECK;
+int td_store_jinstance_get(td_store_conn_t *c, int64_t id,
+                           td_store_jinstance_t *out) TD_MUST_CHECK;
+int td_store_jinstance_due(td_store_conn_t *c, int64_t now_ms, int64_t wall_ms, int limit,
+                           td_store_jinstance_t **rows, int *n) TD_MUST_CHECK;
+int td_store_jinstance_running(td_store_conn_t *c, int64_t profile_id, td_store_jinstance_t **rows,
+                               int *n) TD_MUST_CHECK;
+int td_store_jinstance_list(td_store_conn_t *c, const char *journey_id, int64_t profile_id,
+                            int state, int64_t before_id, int limit, td_store_jinstance_t **rows,
+                            int *n) TD_MUST_CHECK;
+
+/* Profile attributes written by journeys (update_profile): name -> JSON. */
+int td_store_profile_attrs_get(td_store_conn_t *c, int64_t profile_id, td_store_attr_t **rows,
+                               int *n) TD_MUST_CHECK;
+int td_store_profile_attr_set(td_store_conn_t *c, int64_t profile_id, const char *name,
+                              const char *value, int64_t now_ms) TD_MUST_CHECK;
+/* The profile's newest events (at most limit), newest first. */
+int td_store_events_recent(td_store_conn_t *c, int64_t profile_id, int limit,
+                           td_store_event_row_t **rows, int *n) TD_MUST_CHECK;
+
+/* The outbox. add: TD_ECONFLICT when (instance, step) or the Message-ID
+ * was queued before. claim: marks up to limit rows "sending" for node with
+ * a lease, attempts + 1 -- rows "queued" with next_attempt_ms <= now_ms,
+ * and rows "sending" whose lease ran out (wall_ms) -- oldest first. mark:
+ * records the result of node's attempt (status "sent" sets sent_ms;
+ * "queued" retries at next_attempt_ms) and drops the lease; TD_ENOTFOUND
+ * when node no longer holds the row. list: newest first; instance 0 and
+ * status NULL mean any. */
+int td_store_outbox_add(td_store_conn_t *c, const td_store_outbox_t *m, int64_t *id) TD_MUST_CHECK;
+int td_store_outbox_claim(td_store_conn_t *c, const char *node, int64_t now_ms, int64_t wall_ms,
+                          int64_t lease_until_ms, int limit, td_store_outbox_t **rows,
+                          int *n) TD_MUST_CHECK;
+int td_store_outbox_mark(td_store_conn_t *c, int64_t id, const char *node, const char *status,
+                         int64_t next_attempt_ms, const char *error, int64_t now_ms) TD_MUST_CHECK;
+int td_store_outbox_get(td_store_conn_t *c, int64_t id, td_store_outbox_t *out) TD_MUST_CHECK;
+int td_store_outbox_list(td_store_conn_t *c, int64_t instance_id, const char *status, int limit,
+                         td_store_outbox_t **rows, int *n) TD_MUST_CHECK;
 
 #endif

@@ -117,6 +117,37 @@ void td_buf_add_double(td_buf_t *b, double v)
     td_buf_adds(b, tmp);
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t avail)
+{
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        lo = s[0] == 0xe0 ? 0xa0 : 0x80;
+        hi = s[0] == 0xed ? 0x9f : 0xbf;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        lo = s[0] == 0xf0 ? 0x90 : 0x80;
+        hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (n > avail || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf) {
+            return 0;
+        }
+    }
+    return n;
+}
+
 void td_buf_add_json_str(td_buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -124,7 +155,17 @@ void td_buf_add_json_str(td_buf_t *b, const char *s, size_t len)
     td_buf_addc(b, '"');
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            /* JSON is UTF-8: bytes that are not (an id echoed in an error
+             * message, say) become U+FFFD rather than an invalid document */
+            size_t n = utf8_len((const unsigned char *)s + i, len - i);
+            if (n == 0) {
+                td_buf_adds(b, "\\ufffd");
+            } else {
+                td_buf_add(b, s + i, n);
+                i += n - 1;
+            }
+        } else if (c == '"' || c == '\\') {
             td_buf_addc(b, '\\');
             td_buf_addc(b, (char)c);
         } else if (c == '\n') {

@@ -2,6 +2,7 @@
 #include "util/clock.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,10 +45,19 @@ int64_t td_clock_now_ms(const td_clock_t *c)
 
 int td_clock_advance(td_clock_t *c, int64_t delta_ms, int64_t *now_ms)
 {
+    int64_t cur = atomic_load(&c->virtual_ms);
+
     if (!c->is_virtual || delta_ms < 0) {
         return TD_EINVAL;
     }
-    *now_ms = (c->virtual_ms += delta_ms);
+    /* a compare-and-swap loop, so that an advance that would overflow is
+     * refused instead of wrapping the time around */
+    do {
+        if (delta_ms > INT64_MAX - cur) {
+            return TD_EINVAL;
+        }
+    } while (!atomic_compare_exchange_weak(&c->virtual_ms, &cur, cur + delta_ms));
+    *now_ms = cur + delta_ms;
     return TD_OK;
 }
 
@@ -91,6 +101,10 @@ int td_time_parse_iso(const char *s, int64_t *ms)
     if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1]) {
         return TD_EINVAL;
     }
+    /* mdays allows Feb 29; only leap years have it */
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) {
+        return TD_EINVAL;
+    }
     if (*p == 'T' || *p == 't' || *p == ' ') {
         p++;
         if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi)) {
@@ -124,10 +138,13 @@ int td_time_parse_iso(const char *s, int64_t *ms)
             if (digits(&p, 2, &oh)) {
                 return TD_EINVAL;
             }
+            /* "+01:00", "+0100" or "+01"; a colon needs its minutes */
             if (*p == ':') {
                 p++;
-            }
-            if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) {
+                if (digits(&p, 2, &om)) {
+                    return TD_EINVAL;
+                }
+            } else if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) {
                 return TD_EINVAL;
             }
             if (oh > 23 || om > 59) {
@@ -148,11 +165,19 @@ int td_time_parse_iso(const char *s, int64_t *ms)
 
 void td_time_format_iso(int64_t ms, char *out, size_t out_len)
 {
-    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int rem = (int)(ms - (int64_t)t * 1000);
+    /* floor division without the overflow of (ms - 999) near INT64_MIN */
+    int64_t secs = ms / 1000;
+    int rem = (int)(ms % 1000);
     struct tm tm;
 
-    gmtime_r(&t, &tm);
+    if (rem < 0) {
+        rem += 1000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    if (gmtime_r(&t, &tm) == NULL) {
+        memset(&tm, 0, sizeof(tm)); /* beyond what struct tm holds: print something defined */
+    }
     snprintf(out, out_len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rem);
 }

@@ -71,6 +71,66 @@ static const setting_t settings[] = {
       "event writer threads (0: 1 for SQLite, 8 for PostgreSQL, whose round trips they overlap)" },
     { "cookie_days", T_INT, OFF(cookie_days), "390", 1, 3650, NULL, false,
       "lifetime in days of the identity cookie given to the Web SDK" },
+    { "journey_reentry_wait", T_INT, OFF(journey_reentry_wait), "300", 0, 31622400, NULL, false,
+      "seconds after an entry before the same key may enter a journey again, when the journey "
+      "does not say (reentry)" },
+    { "journey_timeout_days", T_INT, OFF(journey_timeout_days), "91", 1, 366, NULL, false,
+      "days after which a journey instance ends, when the journey does not say (timeout)" },
+    { "journey_batch", T_INT, OFF(journey_batch), "500", 1, 100000, NULL, false,
+      "journey instances the timer runner takes per transaction" },
+    { "journey_action_threads", T_INT, OFF(journey_action_threads), "4", 1, 64, NULL, false,
+      "threads making the custom HTTP calls of journeys" },
+    { "journey_call_attempts", T_INT, OFF(journey_call_attempts), "3", 1, 20, NULL, false,
+      "times a custom HTTP call is made again after the server stopped during it" },
+    { "action_auth", T_LIST, OFF(action_auth), "", 0, 0, NULL, true,
+      "credentials of custom journey actions, NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD "
+      "(repeatable); journeys name them with \"auth\": \"NAME\"" },
+    { "entity_expiry_days", T_INT, OFF(entity_expiry_days), "61", 0, 3650, NULL, false,
+      "days without an update after which a catalog entity expires (shown as expired, not "
+      "recommended; 0 = never)" },
+    { "entity_params", T_ENUM, OFF(entity_params), "update", 0, 0, "update|ignore", false,
+      "entity.* parameters of recommendation requests update the catalog, or are ignored" },
+    { "catalog_poll_ms", T_INT, OFF(catalog_poll_ms), "1000", 0, 3600000, NULL, false,
+      "how often a server picks up catalog changes of other processes (tandem import), in "
+      "milliseconds; 0 = only at start" },
+    { "smtp", T_STR, OFF(smtp), "", 0, 0, NULL, false,
+      "outgoing mail server: smtp://HOST:PORT (STARTTLS per smtp_tls) or smtps://HOST:PORT" },
+    { "smtp_user", T_STR, OFF(smtp_user), "", 0, 0, NULL, false,
+      "SMTP AUTH user; empty = no AUTH" },
+    { "smtp_password_file", T_STR, OFF(smtp_password_file), "", 0, 0, NULL, false,
+      "file holding the SMTP AUTH password (first line)" },
+    { "smtp_tls", T_ENUM, OFF(smtp_tls), "try", 0, 0, "try|require|off", false,
+      "STARTTLS on smtp://: when offered (always when smtp_user is set), always (or fail), or "
+      "never" },
+    { "smtp_ca_file", T_STR, OFF(smtp_ca_file), "", 0, 0, NULL, false,
+      "CA certificates (PEM) to verify the SMTP server; empty = the system's" },
+    { "smtp_timeout", T_INT, OFF(smtp_timeout), "60", 1, 3600, NULL, false,
+      "seconds one message may take to send, connecting included" },
+    { "smtp_senders", T_INT, OFF(smtp_senders), "4", 1, 64, NULL, false,
+      "concurrent SMTP connections (each kept open and reused)" },
+    { "smtp_rate", T_INT, OFF(smtp_rate), "3000", 0, 1000000, NULL, false,
+      "messages per minute overall (0 = unlimited)" },
+    { "smtp_domain_rate", T_INT, OFF(smtp_domain_rate), "600", 0, 1000000, NULL, false,
+      "messages per minute to one recipient domain (0 = unlimited)" },
+    { "mail_from", T_STR, OFF(mail_from), "", 0, 0, NULL, false,
+      "sender address of emails (envelope and From), e.g. news@shop.example" },
+    { "mail_from_name", T_STR, OFF(mail_from_name), "", 0, 0, NULL, false,
+      "sender display name of emails" },
+    { "mail_reply_to", T_STR, OFF(mail_reply_to), "", 0, 0, NULL, false,
+      "Reply-To address of emails; empty = none" },
+    { "unsubscribe_mailto", T_STR, OFF(unsubscribe_mailto), "", 0, 0, NULL, false,
+      "address for mailto: unsubscribe requests in List-Unsubscribe; empty = https only" },
+    { "dkim_domain", T_STR, OFF(dkim_domain), "", 0, 0, NULL, false,
+      "domain (d=) that signs outgoing mail with DKIM; empty = no signature" },
+    { "dkim_selector", T_STR, OFF(dkim_selector), "", 0, 0, NULL, false,
+      "DKIM selector (s=): the key is published at SELECTOR._domainkey.DOMAIN" },
+    { "dkim_key", T_STR, OFF(dkim_key), "", 0, 0, NULL, false, "DKIM RSA private key (PEM file)" },
+    { "track_secret_file", T_STR, OFF(track_secret_file), "", 0, 0, NULL, false,
+      "secret of the signed tracking and unsubscribe links (if empty, one is generated into "
+      "DATA/track.key)" },
+    { "track_max_age_days", T_INT, OFF(track_max_age_days), "365", 0, 36500, NULL, false,
+      "opens and clicks of links older than this are not recorded (0 = no limit; unsubscribe "
+      "links never expire)" },
 };
 
 static void *field(td_config_t *cfg, const setting_t *s)
@@ -222,8 +282,20 @@ static int load_file(td_config_t *cfg, const char *path, td_err_t *err)
         return td_err_set(err, TD_EINVAL, "config", "cannot open config file \"%s\": %s", path,
                           strerror(errno));
     }
-    while (fgets(line, sizeof(line), f)) {
+    for (;;) {
+        /* a line longer than the buffer would otherwise be read as two: a
+         * marker in the last byte but one tells (NUL bytes in the line too) */
+        line[sizeof(line) - 2] = '\0';
+        if (fgets(line, sizeof(line), f) == NULL) {
+            break;
+        }
         lineno++;
+        if (line[sizeof(line) - 2] != '\0' && line[sizeof(line) - 2] != '\n' && !feof(f)) {
+            rc = td_err_set_at(err, TD_EINVAL, "config", lineno, 1,
+                               "%s:%d: line too long (over %zu bytes)", path, lineno,
+                               sizeof(line) - 2);
+            break;
+        }
         char *p = trim(line);
         if (*p == '\0' || *p == '#') {
             continue;
@@ -277,7 +349,10 @@ static int load_env(td_config_t *cfg, td_err_t *err)
             list_clear(l);
             char *copy = td_xstrdup(v), *save = NULL;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                list_add(l, trim(tok));
+                /* " , k" must not add an empty admin key */
+                if (*(tok = trim(tok))) {
+                    list_add(l, tok);
+                }
             }
             free(copy);
             continue;
@@ -286,6 +361,30 @@ static int load_env(td_config_t *cfg, td_err_t *err)
         if (set_value(cfg, s, v, &e) != TD_OK) {
             return td_err_set(err, TD_EINVAL, s->name, "environment %s: %s", name, e.message);
         }
+    }
+    return TD_OK;
+}
+
+/* HOST:PORT (HOST may be [v6]); checked here so that a typo stops the
+ * server before it touches the data directory. */
+static int check_listen(const char *v, const char *name, bool may_be_empty, td_err_t *err)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+
+    if (*v == '\0' && may_be_empty) {
+        return TD_OK;
+    }
+    if (colon == NULL || colon == v) {
+        return td_err_set(err, TD_EINVAL, name, "setting \"%s\" must be HOST:PORT, not \"%s\"",
+                          name, v);
+    }
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535) {
+        return td_err_set(err, TD_EINVAL, name,
+                          "setting \"%s\" must be HOST:PORT with a port from 0 to 65535, not "
+                          "\"%s\"",
+                          name, v);
     }
     return TD_OK;
 }
@@ -356,6 +455,16 @@ int td_config_load(td_config_t *cfg, int argc, char **argv, td_err_t *err)
             return td_err_set(err, TD_EINVAL, "datastream",
                               "setting \"datastream\" must be CONFIGID=ORGID, not \"%s\"", ds);
         }
+    }
+    if ((*cfg->dkim_domain || *cfg->dkim_selector || *cfg->dkim_key) &&
+        (!*cfg->dkim_domain || !*cfg->dkim_selector || !*cfg->dkim_key)) {
+        return td_err_set(err, TD_EINVAL, "dkim_domain",
+                          "settings \"dkim_domain\", \"dkim_selector\" and \"dkim_key\" go "
+                          "together");
+    }
+    if (check_listen(cfg->listen, "listen", false, err) != TD_OK ||
+        check_listen(cfg->tls_listen, "tls_listen", true, err) != TD_OK) {
+        return TD_EINVAL;
     }
     if (*cfg->tls_listen && (!*cfg->tls_cert || !*cfg->tls_key)) {
         return td_err_set(err, TD_EINVAL, "tls_listen",

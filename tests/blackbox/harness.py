@@ -126,3 +126,42 @@ class Server:
 
     def advance(self, seconds):
         return self.post("/v1/admin/clock:advance", {"seconds": seconds}, admin=True)
+
+    # --- journeys -----------------------------------------------------------
+
+    def put(self, path, body=None, **kw):
+        s, b, _ = self.request("PUT", path, body, **kw)
+        return s, b
+
+    def delete(self, path, **kw):
+        s, b, _ = self.request("DELETE", path, **kw)
+        return s, b
+
+    def apply_journey(self, doc, publish=True):
+        """PUT a journey definition (a dict, or a file name under journeys/) and publish it."""
+        if isinstance(doc, str):
+            with open(os.path.join(ROOT, "journeys", doc)) as f:
+                doc = json.load(f)
+        s, b = self.put(f"/v1/journeys/{doc['id']}", doc, admin=True)
+        if s not in (200, 201):
+            raise AssertionError(f"PUT journey {doc['id']}: {s} {b}")
+        if publish:
+            s, b = self.post(f"/v1/journeys/{doc['id']}:publish", admin=True)
+            if s != 200:
+                raise AssertionError(f"publish {doc['id']}: {s} {b}")
+        return b
+
+    def journey_instances(self, ns, ident):
+        s, b = self.get(f"/v1/profiles/{ns}/{urllib.request.quote(ident, safe='')}/journeys",
+                        admin=True)
+        return b.get("instances", []) if s == 200 else []
+
+
+def wait_until(fn, timeout=15, interval=0.05):
+    """Calls fn until it returns something true (returned) or timeout seconds pass (None)."""
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v or time.time() > deadline:
+            return v
+        time.sleep(interval)
