@@ -43,5 +43,5 @@ esac
 # browser); the real Adobe Web SDK comes from npm
 if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
     echo "deps: npm install (tests/browser)"
-    (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -36,6 +36,20 @@ if want unit; then
     done
 fi
 
+# The store contract tests again on PostgreSQL (a throwaway cluster), so both
+# backends keep the same contract.
+if want unit && [ -x "$O/tests/unit/store/test_sqlite" ] && ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+    pg_dir=$(mktemp -d)
+    if url=$(sh scripts/pg-test.sh start "$pg_dir" 2>"$log_dir/pg"); then
+        TANDEM_TEST_STORE="$url" "$O/tests/unit/store/test_sqlite" >"$log_dir/x" 2>&1
+        record "unit/store/test_sqlite (postgres)" $? "$log_dir/x"
+        sh scripts/pg-test.sh stop "$pg_dir"
+    else
+        record "unit/store (postgres cluster start)" 1 "$log_dir/pg"
+    fi
+    rm -rf "$pg_dir"
+fi
+
 if want fuzz; then
     echo "== fuzz corpora replay"
     for r in $(find "$O/fuzz" -type f -name 'replay_*' 2>/dev/null | sort); do
