@@ -23,7 +23,8 @@
 #include "util/metrics.h"
 #include "util/banned.h"
 
-/* The smallest transparent GIF: 1x1, one transparent palette entry. */
+/* A 1x1 transparent GIF (43 bytes): two palette entries, the first one
+ * transparent, and a complete LZW stream (clear, pixel, end). */
 static const unsigned char pixel_gif[] = { 0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01,
                                            0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
                                            0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00,

@@ -137,8 +137,8 @@ typedef struct td_mime_message {
     size_t html_len;
     const char *text; /* NULL: generated from html by td_html_to_text() */
     size_t text_len;
-    const char *message_id; /* required, without <>: "tandem.42.email@shop.example" */
-    int64_t date_ms;        /* the Date header */
+    const char *message_id;         /* required, without <>: "tandem.42.email@shop.example" */
+    int64_t date_ms;                /* the Date header */
     const char *unsubscribe_url;    /* https one-click URL (RFC 8058 POST target) */
     const char *unsubscribe_mailto; /* "mailto:unsubscribe@shop.example?subject=..." */
     const char *list_id;            /* "cart-abandonment.shop.example" (RFC 2919) */
@@ -231,9 +231,10 @@ typedef enum {
 
 typedef struct td_smtp_result {
     td_smtp_status_t status;
-    int code;         /* the last SMTP reply code; 0 when none was read */
-    char reply[256];  /* the server's last reply line, or why the connection failed */
-    int connects;     /* new connections this send opened (0 when one was reused) */
+    int code;        /* the last SMTP reply code; 0 when none was read */
+    char reply[256]; /* the reply that decided (a refusal, or the final 250), or why the
+                        connection failed; may hold the recipient's address */
+    int connects;    /* new connections this send opened (0 when one was reused) */
 } td_smtp_result_t;
 
 /* "accepted", "tempfail", "permfail", "connfail" */

@@ -52,23 +52,23 @@ typedef struct td_config {
     char *entity_params;        /* "update" or "ignore": entity.* request parameters */
     int64_t catalog_poll_ms;    /* picking up other processes' catalog writes */
     /* outgoing email (message/), tracking links (track/) */
-    char *smtp;               /* smtp://host:port or smtps://host:port; empty = no sending */
-    char *smtp_user;          /* AUTH user; empty = no AUTH */
-    char *smtp_password_file; /* file holding the AUTH password (never logged) */
-    char *smtp_tls;           /* "try", "require" or "off": STARTTLS on smtp:// */
-    char *smtp_ca_file;       /* CA bundle for the SMTP server; empty = the system's */
-    int64_t smtp_timeout;     /* seconds per message */
-    int64_t smtp_senders;     /* concurrent SMTP connections */
-    int64_t smtp_rate;        /* messages per minute overall; 0 = unlimited */
-    int64_t smtp_domain_rate; /* messages per minute per recipient domain; 0 = unlimited */
-    char *mail_from;          /* envelope and From address */
-    char *mail_from_name;     /* From display name */
-    char *mail_reply_to;      /* Reply-To address; empty = none */
-    char *unsubscribe_mailto; /* List-Unsubscribe mailto address; empty = https only */
-    char *dkim_domain;        /* d= of DKIM signatures; empty = no signing */
-    char *dkim_selector;      /* s= */
-    char *dkim_key;           /* PEM private key file */
-    char *track_secret_file;  /* HMAC secret of tracking links; empty = DATA/track.key */
+    char *smtp;                 /* smtp://host:port or smtps://host:port; empty = no sending */
+    char *smtp_user;            /* AUTH user; empty = no AUTH */
+    char *smtp_password_file;   /* file holding the AUTH password (never logged) */
+    char *smtp_tls;             /* "try", "require" or "off": STARTTLS on smtp:// */
+    char *smtp_ca_file;         /* CA bundle for the SMTP server; empty = the system's */
+    int64_t smtp_timeout;       /* seconds per message */
+    int64_t smtp_senders;       /* concurrent SMTP connections */
+    int64_t smtp_rate;          /* messages per minute overall; 0 = unlimited */
+    int64_t smtp_domain_rate;   /* messages per minute per recipient domain; 0 = unlimited */
+    char *mail_from;            /* envelope and From address */
+    char *mail_from_name;       /* From display name */
+    char *mail_reply_to;        /* Reply-To address; empty = none */
+    char *unsubscribe_mailto;   /* List-Unsubscribe mailto address; empty = https only */
+    char *dkim_domain;          /* d= of DKIM signatures; empty = no signing */
+    char *dkim_selector;        /* s= */
+    char *dkim_key;             /* PEM private key file */
+    char *track_secret_file;    /* HMAC secret of tracking links; empty = DATA/track.key */
     int64_t track_max_age_days; /* opens and clicks older than this are not recorded */
 } td_config_t;
 
