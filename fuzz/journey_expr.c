@@ -28,8 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(src, data, size);
     src[size] = '\0';
     if (td_journey_expr_parse(src, &e, &err) == TD_OK) {
-        td_journey_env_t env = { .vars = vars, .now_ms = 1795000000000LL, .entry_ms = 1,
-                                 .seed = "1/j/s", .tz = td_journey_tzdb_offset };
+        td_journey_env_t env = { .vars = vars,
+                                 .now_ms = 1795000000000LL,
+                                 .entry_ms = 1,
+                                 .seed = "1/j/s",
+                                 .tz = td_journey_tzdb_offset };
         json_t *out = NULL;
         if (td_journey_expr_eval(e, &env, &out, &err) == TD_OK) {
             json_decref(out);

@@ -43,6 +43,8 @@ if want unit && [ -x "$O/tests/unit/store/test_sqlite" ] && ls -d /usr/lib/postg
     if url=$(sh scripts/pg-test.sh start "$pg_dir" 2>"$log_dir/pg"); then
         TANDEM_TEST_STORE="$url" "$O/tests/unit/store/test_sqlite" >"$log_dir/x" 2>&1
         record "unit/store/test_sqlite (postgres)" $? "$log_dir/x"
+        TANDEM_TEST_STORE="$url" "$O/tests/unit/catalog/test_import" >"$log_dir/x" 2>&1
+        record "unit/catalog/test_import (postgres)" $? "$log_dir/x"
         sh scripts/pg-test.sh stop "$pg_dir"
     else
         record "unit/store (postgres cluster start)" 1 "$log_dir/pg"

@@ -20,7 +20,8 @@ typedef struct td_app {
     td_collect_limits_t limits;
     int64_t started_ms;
     td_catalog_t *catalog; /* the in-memory catalog index, kept current */
-    td_journey_engine_t *journeys; /* journey engine: triggers, timers, steps */
+    /* the journey engine: triggers, timers, steps */
+    td_journey_engine_t *journeys;
 } td_app_t;
 
 /* Every route of the server, ending with a NULL method. */

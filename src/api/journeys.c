@@ -128,10 +128,11 @@ void td_api_journey_put(td_http_req_t *req, void *ctx)
     if (rc != TD_OK) {
         reply_errors(req, rc, &err, errs);
     } else {
-        reply_json(req, json_is_true(json_object_get(out, "changed")) &&
-                                json_integer_value(json_object_get(out, "version")) == 1
-                            ? 201
-                            : 200,
+        reply_json(req,
+                   json_is_true(json_object_get(out, "changed")) &&
+                           json_integer_value(json_object_get(out, "version")) == 1
+                       ? 201
+                       : 200,
                    out);
     }
     free(errs);
@@ -152,8 +153,7 @@ void td_api_journey_validate(td_http_req_t *req, void *ctx)
     errs = td_xcalloc(1, sizeof(*errs));
     rc = td_journey_validate(app->journeys, NULL, body, len, errs);
     if (rc != TD_OK) {
-        td_err_set(&err, rc, "", "the definition has %d error%s", errs->n,
-                   errs->n == 1 ? "" : "s");
+        td_err_set(&err, rc, "", "the definition has %d error%s", errs->n, errs->n == 1 ? "" : "s");
         reply_errors(req, rc, &err, errs);
     } else {
         reply_json(req, 200, json_pack("{s:b}", "valid", 1));
@@ -192,8 +192,8 @@ static void control(td_http_req_t *req, td_app_t *app, const char *verb)
     if (len > 0) {
         /* publish takes an optional {"version": N} */
         json_t *doc = json_loadb(body, len, 0, NULL), *v = json_object_get(doc, "version");
-        if (doc == NULL || !json_is_object(doc) || (v && (!json_is_integer(v) ||
-                                                          json_integer_value(v) < 1))) {
+        if (doc == NULL || !json_is_object(doc) ||
+            (v && (!json_is_integer(v) || json_integer_value(v) < 1))) {
             json_decref(doc);
             td_http_reply_errorf(req, TD_EINVAL, "/version",
                                  "expected no body or {\"version\": N} with N >= 1");

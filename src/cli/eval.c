@@ -356,8 +356,9 @@ static void print_header(const opts_t *o, const char *title, double load_s, int6
            o->online ? " (online: test events learnt as they happen)" : "");
     printf("| %-22s | %-34s | %7s | %9s | %7s | %8s | %6s |\n", "criteria", "keyed on", "HR@10",
            "Recall@10", "NDCG@10", "coverage", "time");
-    printf("|%s|%s|%s|%s|%s|%s|%s|\n", "------------------------", "------------------------------------",
-           "---------", "-----------", "---------", "----------", "--------");
+    printf("|%s|%s|%s|%s|%s|%s|%s|\n", "------------------------",
+           "------------------------------------", "---------", "-----------", "---------",
+           "----------", "--------");
 }
 
 static void print_row(const algo_t *a, const metric_t *m, const idset_t *cat)
@@ -481,8 +482,8 @@ static int eval_yoochoose(const opts_t *o)
     char train_path[1024], test_path[1024];
     snprintf(train_path, sizeof(train_path),
              "%s/yoochoose-clicks-100k/yoochoose-clicks-100k_train_full.txt", o->data_dir);
-    snprintf(test_path, sizeof(test_path), "%s/yoochoose-clicks-100k/yoochoose-clicks-100k_test.txt",
-             o->data_dir);
+    snprintf(test_path, sizeof(test_path),
+             "%s/yoochoose-clicks-100k/yoochoose-clicks-100k_test.txt", o->data_dir);
     int64_t t0 = td_mono_us();
     idset_t cat = { 0 };
     clicks_t train = { 0 }, test = { 0 };
@@ -814,8 +815,8 @@ static int eval_tafeng(const opts_t *o)
             goto out;
         }
     }
-    print_header(o, "Ta-Feng baskets: each customer's last basket", secs_since(t0),
-                 (int64_t)n_buys, (int64_t)n_users, cat.n);
+    print_header(o, "Ta-Feng baskets: each customer's last basket", secs_since(t0), (int64_t)n_buys,
+                 (int64_t)n_users, cat.n);
     td_reco_catalog_t catalog = { &cat, catalog_get, NULL };
     td_reco_env_t env = { .model = model, .catalog = &catalog };
     size_t hist_cap = 4096;

@@ -58,16 +58,17 @@ static void usage(FILE *out)
         snprintf(head, sizeof(head), "%s %s", subcommands[i].name, subcommands[i].args);
         fprintf(out, "  %-22s %s\n", head, subcommands[i].help);
     }
-    fprintf(out,
-            "\noptions:\n"
-            "  --server URL      the server (default $TANDEM_SERVER, else http://127.0.0.1:8080)\n"
-            "  --admin-key KEY   admin key (default $TANDEM_ADMIN_KEY, else DATA/admin.key)\n"
-            "  --data DIR        data directory holding admin.key (default $TANDEM_DATA or ./data)\n"
-            "  --version N       show / publish: a given version\n"
-            "  --state S         instances: running or ended\n"
-            "  --publish         apply: publish the stored version\n"
-            "  --json            print the server's JSON as it is\n"
-            "\nJourneys are JSON files (docs/journeys.md); examples are in journeys/.\n");
+    fprintf(
+        out,
+        "\noptions:\n"
+        "  --server URL      the server (default $TANDEM_SERVER, else http://127.0.0.1:8080)\n"
+        "  --admin-key KEY   admin key (default $TANDEM_ADMIN_KEY, else DATA/admin.key)\n"
+        "  --data DIR        data directory holding admin.key (default $TANDEM_DATA or ./data)\n"
+        "  --version N       show / publish: a given version\n"
+        "  --state S         instances: running or ended\n"
+        "  --publish         apply: publish the stored version\n"
+        "  --json            print the server's JSON as it is\n"
+        "\nJourneys are JSON files (docs/journeys.md); examples are in journeys/.\n");
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -234,8 +235,7 @@ static void print_list(const json_t *reply)
     printf("%-28s %-8s %5s %6s %8s  %s\n", "ID", "STATUS", "LIVE", "LATEST", "RUNNING", "ENTRY");
     json_array_foreach(json_object_get(reply, "journeys"), i, j)
     {
-        printf("%-28s %-8s %5lld %6lld %8lld  %s\n",
-               json_string_value(json_object_get(j, "id")),
+        printf("%-28s %-8s %5lld %6lld %8lld  %s\n", json_string_value(json_object_get(j, "id")),
                json_string_value(json_object_get(j, "status")),
                (long long)json_integer_value(json_object_get(j, "live_version")),
                (long long)json_integer_value(json_object_get(j, "latest_version")),
@@ -304,7 +304,10 @@ static int run_remote(const opts_t *o, const char *cmd)
     } else {
         snprintf(path, sizeof(path), "/v1/journeys/%s/instances/%s", eid, o->args[1]);
     }
-    long status = request(o, method, path, doc ? doc : *body ? body : NULL,
+    long status = request(o, method, path,
+                          doc     ? doc
+                          : *body ? body
+                                  : NULL,
                           doc ? len : strlen(body), &reply);
     int rc = 0;
     if (status != status_ok && !(status == 201 && doc)) {
@@ -461,7 +464,9 @@ int td_cli_journey(int argc, char **argv)
         o.admin_key = td_xstrndup(env, strcspn(env, ","));
     }
     if (o.admin_key == NULL) {
-        const char *data = o.data ? o.data : getenv("TANDEM_DATA") ? getenv("TANDEM_DATA") : "./data";
+        const char *data = o.data                  ? o.data
+                           : getenv("TANDEM_DATA") ? getenv("TANDEM_DATA")
+                                                   : "./data";
         o.admin_key = load_admin_key(data);
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -364,14 +364,14 @@ json_t *td_journey__http_call(td_journey_http_t *h, const json_t *payload,
     char *body = NULL;
 
     if (url == NULL || method == NULL) {
-        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0,
-                         "error", "the action has no URL");
+        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0, "error",
+                         "the action has no URL");
     }
     url_host(url, host, sizeof(host));
     const char *auth = auth_header(h, auth_name);
     if (auth_name && auth == NULL) {
-        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0,
-                         "error", "the action's auth is not configured (action_auth)");
+        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0, "error",
+                         "the action's auth is not configured (action_auth)");
     }
     if (!take_slot(h, host, (int)json_integer_value(json_object_get(payload, "cap_per_minute")),
                    (int)json_integer_value(json_object_get(payload, "throttle_per_minute")),
@@ -390,8 +390,8 @@ json_t *td_journey__http_call(td_journey_http_t *h, const json_t *payload,
     struct curl_slist *headers = build_headers(payload, auth, has_body, error, sizeof(error));
     if (headers == NULL) {
         free(body);
-        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0,
-                         "error", error);
+        return json_pack("{s:s, s:b, s:i, s:s}", "status", "error", "ok", 0, "attempts", 0, "error",
+                         error);
     }
     CURL *curl = curl_easy_init();
     for (;;) {
@@ -437,8 +437,8 @@ json_t *td_journey__http_call(td_journey_http_t *h, const json_t *payload,
             } else {
                 status = "error";
             }
-            snprintf(error, sizeof(error), "%s", resp.too_big ? "response larger than 1 MiB"
-                                                              : curl_easy_strerror(cc));
+            snprintf(error, sizeof(error), "%s",
+                     resp.too_big ? "response larger than 1 MiB" : curl_easy_strerror(cc));
         }
         if (!retry || attempts > retries || atomic_load(stopping)) {
             break;

@@ -28,8 +28,7 @@ static void at(char *out, const char *prefix, const char *key)
     td_journey__ptr(out, P, prefix, key);
 }
 
-static void check_fields(vctx_t *x, const json_t *obj, const char *path,
-                         const char *const *allowed)
+static void check_fields(vctx_t *x, const json_t *obj, const char *path, const char *const *allowed)
 {
     const char *k;
     json_t *v;
@@ -118,8 +117,8 @@ static const char *get_str(vctx_t *x, const json_t *obj, const char *key, const 
     return json_string_value(v);
 }
 
-static td_journey_expr_t *get_expr(vctx_t *x, const json_t *obj, const char *key,
-                                   const char *path, bool required)
+static td_journey_expr_t *get_expr(vctx_t *x, const json_t *obj, const char *key, const char *path,
+                                   bool required)
 {
     const char *src = get_str(x, obj, key, path, required, TD_JOURNEY_MAX_EXPR);
     td_journey_expr_t *e = NULL;
@@ -158,8 +157,8 @@ static bool get_duration(vctx_t *x, const json_t *obj, const char *key, const ch
         return false;
     }
     if (*out < min_ms || *out > max_ms) {
-        ERR(x, sub, "\"%s\" must be between %lld and %lld seconds", key,
-            (long long)(min_ms / 1000), (long long)(max_ms / 1000));
+        ERR(x, sub, "\"%s\" must be between %lld and %lld seconds", key, (long long)(min_ms / 1000),
+            (long long)(max_ms / 1000));
         return false;
     }
     return true;
@@ -185,8 +184,8 @@ static int get_step_ref(vctx_t *x, const json_t *obj, const char *key, const cha
     return (int)json_integer_value(idx);
 }
 
-static td_journey_tmpl_t *get_tmpl(vctx_t *x, const json_t *obj, const char *key,
-                                   const char *path, bool want_object)
+static td_journey_tmpl_t *get_tmpl(vctx_t *x, const json_t *obj, const char *key, const char *path,
+                                   bool want_object)
 {
     json_t *v = json_object_get(obj, key);
     char sub[P];
@@ -204,17 +203,25 @@ static td_journey_tmpl_t *get_tmpl(vctx_t *x, const json_t *obj, const char *key
 
 /* ---- actions ---------------------------------------------------------- */
 
-static const char *const response_types[] = { "string", "number",  "integer", "boolean",
+static const char *const response_types[] = { "string", "number", "integer", "boolean",
                                               "array",  "object", "any",     NULL };
 
 static void parse_action(vctx_t *x, td_jaction_t *a, const char *name, const json_t *v,
                          const char *path)
 {
-    static const char *const fields[] = {
-        "method",  "url",      "query",          "headers",           "auth",
-        "body",    "timeout",  "retries",        "response",          "cap_per_minute",
-        "throttle_per_minute", "description",    NULL
-    };
+    static const char *const fields[] = { "method",
+                                          "url",
+                                          "query",
+                                          "headers",
+                                          "auth",
+                                          "body",
+                                          "timeout",
+                                          "retries",
+                                          "response",
+                                          "cap_per_minute",
+                                          "throttle_per_minute",
+                                          "description",
+                                          NULL };
     char sub[P];
     json_t *f;
 
@@ -462,8 +469,8 @@ static void parse_wait(vctx_t *x, td_jstep_t *s, const json_t *v, const char *pa
         int h, m;
         char extra;
         at(sub, path, "time_of_day");
-        if (strlen(tod) != 5 || sscanf(tod, "%2d:%2d%c", &h, &m, &extra) != 2 || h < 0 ||
-            h > 23 || m < 0 || m > 59) {
+        if (strlen(tod) != 5 || sscanf(tod, "%2d:%2d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 ||
+            m < 0 || m > 59) {
             ERR(x, sub, "\"time_of_day\" must be HH:MM (24-hour clock)");
         } else {
             s->time_of_day_min = h * 60 + m;
@@ -477,8 +484,7 @@ static void parse_wait(vctx_t *x, td_jstep_t *s, const json_t *v, const char *pa
     s->uses |= td_journey_expr_uses(s->until) | td_journey_expr_uses(s->timezone);
 }
 
-static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v,
-                       const char *path)
+static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v, const char *path)
 {
     char sub[P];
     const char *type;
@@ -491,7 +497,9 @@ static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v
     s->action = -1;
     s->time_of_day_min = -1;
     if (!id_ok(id, false)) {
-        ERR(x, path, "step id \"%s\" must be 1 to %d letters, digits, _ or - (starting with a letter or digit)",
+        ERR(x, path,
+            "step id \"%s\" must be 1 to %d letters, digits, _ or - (starting with a letter or "
+            "digit)",
             id, TD_JOURNEY_MAX_ID);
     }
     if (!json_is_object(v)) {
@@ -532,8 +540,7 @@ static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v
             ERR(x, sub, "\"next\" is required (end the journey with a step of type \"end\")");
         } else {
             s->next = get_step_ref(x, v, "next", path, false);
-            if (s->next == -2 && s->type == TD_JSTEP_JUMP &&
-                json_object_get(v, "next") == NULL) {
+            if (s->next == -2 && s->type == TD_JSTEP_JUMP && json_object_get(v, "next") == NULL) {
                 s->next = -1;
             }
         }
@@ -601,8 +608,7 @@ static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v
         at(sub, path, "criteria");
         if (c == NULL) {
             ERR(x, sub, "\"criteria\" is required (a criteria id or an inline criteria object)");
-        } else if (json_is_string(c) && json_string_length(c) > 0 &&
-                   json_string_length(c) <= 128) {
+        } else if (json_is_string(c) && json_string_length(c) > 0 && json_string_length(c) <= 128) {
             s->criteria = json_incref(c);
         } else if (json_is_object(c)) {
             s->criteria = json_incref(c);
@@ -642,8 +648,8 @@ static void parse_step(vctx_t *x, td_jstep_t *s, const char *id, const json_t *v
             ERR(x, sub, "\"transactional\" must be true or false");
         }
         s->transactional = json_is_true(tr);
-        s->uses = TD_JOURNEY_USES_PROFILE | td_journey_expr_uses(s->to) |
-                  td_journey_tmpl_uses(s->data);
+        s->uses =
+            TD_JOURNEY_USES_PROFILE | td_journey_expr_uses(s->to) | td_journey_tmpl_uses(s->data);
         break;
     }
     case TD_JSTEP_UPDATE_PROFILE: {
@@ -753,8 +759,7 @@ static bool find_loop(const td_journey_def_t *def, int s, char *color, int *stac
             }
             return true;
         }
-        if (color[t] == 0 &&
-            find_loop(def, t, color, stack, depth + 1, loop_start, loop_len)) {
+        if (color[t] == 0 && find_loop(def, t, color, stack, depth + 1, loop_start, loop_len)) {
             return true;
         }
     }
@@ -803,8 +808,7 @@ static void check_graph(vctx_t *x)
                 used += (size_t)snprintf(path_text + used, sizeof(path_text) - used, "%s -> ",
                                          def->steps[queue[start + k]].id);
             }
-            snprintf(path_text + used, sizeof(path_text) - used, "%s",
-                     def->steps[queue[start]].id);
+            snprintf(path_text + used, sizeof(path_text) - used, "%s", def->steps[queue[start]].id);
             at(sub, "/steps", def->steps[queue[start]].id);
             ERR(x, sub, "loop without a wait step: %s", path_text);
             break;
@@ -854,7 +858,8 @@ static void parse_reentry(vctx_t *x, const json_t *doc, const td_journey_default
         return;
     }
     if (!json_is_object(r)) {
-        ERR(x, "/reentry", "\"reentry\" must be \"never\" or {\"allowed\": true, \"wait\": \"5m\"}");
+        ERR(x, "/reentry",
+            "\"reentry\" must be \"never\" or {\"allowed\": true, \"wait\": \"5m\"}");
         return;
     }
     check_fields(x, r, "/reentry", fields);
@@ -1078,11 +1083,10 @@ int td_journey_def_parse(const char *json, size_t len, const char *id_hint,
                          const td_journey_defaults_t *defaults, td_journey_def_t **out,
                          td_journey_errors_t *errs)
 {
-    static const char *const fields[] = {
-        "id",         "name",      "description", "entry",    "reentry",
-        "exit",       "timeout",   "start_date",  "end_date", "timezone",
-        "actions",    "first_step", "steps",      "tags",     NULL
-    };
+    static const char *const fields[] = { "id",       "name",     "description", "entry",
+                                          "reentry",  "exit",     "timeout",     "start_date",
+                                          "end_date", "timezone", "actions",     "first_step",
+                                          "steps",    "tags",     NULL };
     json_error_t jerr;
     json_t *doc;
     vctx_t x = { .errs = errs };
@@ -1218,8 +1222,7 @@ int td_journey_def_first_step(const td_journey_def_t *def)
 }
 
 void td_journey_def_each_auth(const td_journey_def_t *def,
-                              void (*fn)(void *ctx, const char *name, const char *path),
-                              void *ctx)
+                              void (*fn)(void *ctx, const char *name, const char *path), void *ctx)
 {
     for (int i = 0; i < def->n_actions; i++) {
         if (def->actions[i].auth) {

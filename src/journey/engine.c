@@ -30,10 +30,10 @@
 #include "util/metrics.h"
 #include "util/banned.h"
 
-#define EVENTS_LOADED 500     /* newest events of a profile that `events` sees */
+#define EVENTS_LOADED   500    /* newest events of a profile that `events` sees */
 #define BATCH_BUDGET_US 100000 /* a runner transaction holds the write lock this long at most */
-#define MODE_HOOK 0            /* inside the ingest transaction: no outside or slow work */
-#define MODE_RUNNER 1
+#define MODE_HOOK       0      /* inside the ingest transaction: no outside or slow work */
+#define MODE_RUNNER     1
 
 /* ---- counters, batched per transaction -------------------------------- */
 
@@ -68,8 +68,8 @@ static void count_add(counters_t *c, const char *journey_id, int64_t version, co
         c->cap = c->cap ? c->cap * 2 : 16;
         c->items = td_xrealloc(c->items, sizeof(*c->items) * (size_t)c->cap);
     }
-    c->items[c->n++] = (centry_t){ td_xstrdup(journey_id), version, td_xstrdup(step),
-                                   td_xstrdup(kind), td_xstrdup(r), 1 };
+    c->items[c->n++] = (centry_t){ td_xstrdup(journey_id), version,       td_xstrdup(step),
+                                   td_xstrdup(kind),       td_xstrdup(r), 1 };
 }
 
 static void counters_clear(counters_t *c)
@@ -217,8 +217,9 @@ int td_journey__def_get(td_journey_engine_t *eng, td_store_conn_t *c, const char
     errs = td_xcalloc(1, sizeof(*errs));
     rc = td_journey_def_parse(doc, strlen(doc), id, &eng->defaults, out, errs);
     if (rc != TD_OK) {
-        td_log(TD_LOG_ERROR, "journey", "stored definition invalid journey=%s version=%" PRId64
-               " path=%s message=\"%s\"", id, version, errs->n ? errs->items[0].path : "",
+        td_log(TD_LOG_ERROR, "journey",
+               "stored definition invalid journey=%s version=%" PRId64 " path=%s message=\"%s\"",
+               id, version, errs->n ? errs->items[0].path : "",
                errs->n ? errs->items[0].message : "");
     } else {
         td_journey__def_cache_put(eng, id, version, *out);
@@ -392,7 +393,8 @@ static int profile_json(td_store_conn_t *c, int64_t profile_id, json_t **out)
     json_object_set_new(o, "purchased_ids", bought);
     json_t *consent = json_object();
     if (p.consent_marketing) {
-        json_object_set_new(consent, "marketing", json_string(p.consent_marketing == 1 ? "in" : "out"));
+        json_object_set_new(consent, "marketing",
+                            json_string(p.consent_marketing == 1 ? "in" : "out"));
     }
     json_object_set_new(o, "consent", consent);
     json_t *counts = json_object();
@@ -509,8 +511,8 @@ static void count(run_t *r, const char *step, const char *kind, const char *reas
 static void set_journey_var(run_t *r)
 {
     json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:s}", "id", r->row.journey_id, "version",
-                          (json_int_t)r->row.version, "instance", (json_int_t)r->row.id,
-                          "entered", (json_int_t)r->row.entered_ms, "step", step_name(r));
+                          (json_int_t)r->row.version, "instance", (json_int_t)r->row.id, "entered",
+                          (json_int_t)r->row.entered_ms, "step", step_name(r));
     json_object_set_new(r->vars, "journey", j);
 }
 
@@ -683,8 +685,8 @@ static int do_email(run_t *r, const json_t *payload, char *reason, size_t reason
     message_id(r, mid, sizeof(mid));
     /* what the template renders with: AJO's profile + context.journey */
     json_t *psub = json_object();
-    const char *keep[] = { "id", "email", "ecid", "customer_id", "identities", "cart",
-                           "consent", "attributes" };
+    const char *keep[] = { "id",         "email", "ecid",    "customer_id",
+                           "identities", "cart",  "consent", "attributes" };
     for (size_t i = 0; i < TD_ARRAY_LEN(keep); i++) {
         json_t *v = json_object_get(profile, keep[i]);
         if (v) {
@@ -696,10 +698,9 @@ static int do_email(run_t *r, const json_t *payload, char *reason, size_t reason
                      (json_int_t)r->row.version, "instance", (json_int_t)r->row.id, "step",
                      step_name(r), "entered", (json_int_t)r->row.entered_ms, "event",
                      json_object_get(r->vars, "event"), "actions",
-                     json_object_get(r->data, "actions"), "data",
-                     json_object_get(payload, "data"), "message", "to",
-                     json_object_get(payload, "to"), "template", json_object_get(payload, "template"),
-                     "message_id", mid);
+                     json_object_get(r->data, "actions"), "data", json_object_get(payload, "data"),
+                     "message", "to", json_object_get(payload, "to"), "template",
+                     json_object_get(payload, "template"), "message_id", mid);
     char *data = json_dumps(snap, TD_JOURNEY_DUMP);
     json_decref(snap);
     td_store_outbox_t m = { .message_id = mid,
@@ -734,8 +735,7 @@ static int do_email(run_t *r, const json_t *payload, char *reason, size_t reason
 
 /* Built-in criteria that need no model: the profile's cart, and what it
  * viewed minus what it bought. */
-static json_t *builtin_recommend(const char *criteria, const json_t *request,
-                                 const json_t *profile)
+static json_t *builtin_recommend(const char *criteria, const json_t *request, const json_t *profile)
 {
     json_t *items = json_array(), *src, *it;
     json_t *exclude = json_object_get(request, "exclude");
@@ -790,8 +790,9 @@ static json_t *do_recommend(run_t *r, const json_t *payload)
         }
     }
     if (rc == TD_ENOTFOUND) {
-        const char *id = json_is_string(criteria) ? json_string_value(criteria)
-                                                  : json_string_value(json_object_get(criteria, "id"));
+        const char *id = json_is_string(criteria)
+                             ? json_string_value(criteria)
+                             : json_string_value(json_object_get(criteria, "id"));
         result = id ? builtin_recommend(id, request, json_object_get(r->vars, "profile")) : NULL;
         if (result == NULL) {
             result = json_pack("{s:s, s:[], s:s}", "status", "unavailable", "items", "error",
@@ -807,8 +808,9 @@ static json_t *do_recommend(run_t *r, const json_t *payload)
     if (!json_is_array(json_object_get(result, "items"))) {
         json_object_set_new(result, "items", json_array());
     }
-    json_object_set_new(result, "count",
-                        json_integer((json_int_t)json_array_size(json_object_get(result, "items"))));
+    json_object_set_new(
+        result, "count",
+        json_integer((json_int_t)json_array_size(json_object_get(result, "items"))));
     return result;
 }
 
@@ -1136,8 +1138,10 @@ static int enter(td_journey_engine_t *eng, td_store_conn_t *c, const td_jlive_t 
     rc = td_store_journey_key_get(c, j->id, keybuf, &last, &running);
     if (rc == TD_OK) {
         int64_t wait = td_journey_reentry_wait_ms(def);
-        const char *why = running ? "running" : wait < 0 ? "reentry_never"
-                                            : now < last + wait ? "reentry_wait" : NULL;
+        const char *why = running             ? "running"
+                          : wait < 0          ? "reentry_never"
+                          : now < last + wait ? "reentry_wait"
+                                              : NULL;
         if (why) {
             count_add(counters, j->id, j->version, "", "refused", why);
             rc = TD_OK;
@@ -1576,9 +1580,8 @@ int td_journey_engine_open(struct td_store *store, struct td_clock *clock,
     eng->defaults = opt->defaults;
     eng->batch = opt->batch > 0 ? opt->batch : 500;
     eng->max_call_attempts = opt->max_call_attempts > 0 ? opt->max_call_attempts : 3;
-    eng->message_domain = td_xstrdup(opt->message_domain && *opt->message_domain
-                                         ? opt->message_domain
-                                         : "tandem.invalid");
+    eng->message_domain = td_xstrdup(
+        opt->message_domain && *opt->message_domain ? opt->message_domain : "tandem.invalid");
     make_node_id(eng->node, sizeof(eng->node));
     pthread_mutex_init(&eng->mu, NULL);
     pthread_mutex_init(&eng->admin_mu, NULL);
@@ -1604,8 +1607,7 @@ int td_journey_engine_open(struct td_store *store, struct td_clock *clock,
     td_metrics_describe("tandem_journey_emails_queued_total", "counter",
                         "outbox rows written by email steps");
     if ((rc = td_journey__snap_rebuild(eng)) != TD_OK) {
-        td_err_set(err, rc, "journeys", "cannot load the published journeys (%s)",
-                   td_strerror(rc));
+        td_err_set(err, rc, "journeys", "cannot load the published journeys (%s)", td_strerror(rc));
         td_journey_engine_close(eng);
         return rc;
     }

@@ -76,7 +76,16 @@ typedef enum {
     N_SINCE
 } kind_t;
 
-typedef enum { R_PROFILE, R_EVENT, R_TRIGGER, R_ACTIONS, R_JOURNEY, R_EVENTS, R_NOW, R_ENTRY } root_t;
+typedef enum {
+    R_PROFILE,
+    R_EVENT,
+    R_TRIGGER,
+    R_ACTIONS,
+    R_JOURNEY,
+    R_EVENTS,
+    R_NOW,
+    R_ENTRY
+} root_t;
 
 static const char *const root_names[] = { "profile", "event",  "trigger", "actions",
                                           "journey", "events", "now",     "entry" };
@@ -311,9 +320,9 @@ static const struct {
     const char *word;
     tok_t tok;
 } keywords[] = {
-    { "and", T_AND },     { "or", T_OR },       { "not", T_NOT },   { "in", T_IN },
-    { "where", T_WHERE }, { "since", T_SINCE }, { "true", T_TRUE }, { "false", T_FALSE },
-    { "null", T_NULL },
+    { "and", T_AND },   { "or", T_OR },       { "not", T_NOT },
+    { "in", T_IN },     { "where", T_WHERE }, { "since", T_SINCE },
+    { "true", T_TRUE }, { "false", T_FALSE }, { "null", T_NULL },
 };
 
 static void next(parser_t *p)
@@ -549,7 +558,8 @@ static node_t *parse_call(parser_t *p, const char *name, size_t pos)
                 next(p);
             }
         }
-        if (!p->failed && (n->n_args < functions[i].min_args || n->n_args > functions[i].max_args)) {
+        if (!p->failed &&
+            (n->n_args < functions[i].min_args || n->n_args > functions[i].max_args)) {
             if (functions[i].min_args == functions[i].max_args) {
                 fail_at(p, pos, "%s() takes %d argument%s, not %d", name, functions[i].min_args,
                         functions[i].min_args == 1 ? "" : "s", n->n_args);
@@ -693,7 +703,8 @@ static node_t *parse_postfix(parser_t *p)
         if (p->tok == T_DOT) {
             next(p);
             /* keywords are fine as field names after a dot */
-            if (p->tok != T_IDENT && !(p->tok >= T_AND && p->tok <= T_NULL && p->tok != T_COALESCE)) {
+            if (p->tok != T_IDENT &&
+                !(p->tok >= T_AND && p->tok <= T_NULL && p->tok != T_COALESCE)) {
                 fail_at(p, p->tok_start, "expected a field name after \".\"");
                 break;
             }
@@ -1132,9 +1143,10 @@ static json_t *arith(evalctx_t *x, const node_t *n, json_t *a, json_t *b)
         return r;
     }
     if (!json_is_number(a) || !json_is_number(b)) {
-        static const char *const verbs[] = { "add", "subtract", "multiply", "divide", "take the "
-                                                                                      "remainder "
-                                                                                      "of" };
+        static const char *const verbs[] = { "add", "subtract", "multiply", "divide",
+                                             "take the "
+                                             "remainder "
+                                             "of" };
         return rt_error(x, n, "cannot %s a %s and a %s", verbs[op - T_PLUS], type_name(a),
                         type_name(b));
     }
@@ -1273,7 +1285,8 @@ static json_t *eval_filter(evalctx_t *x, const node_t *n)
     }
     if (!json_is_array(list)) {
         json_decref(list);
-        return rt_error(x, n, "\"%s\" needs a list on its left", n->kind == N_WHERE ? "where" : "since");
+        return rt_error(x, n, "\"%s\" needs a list on its left",
+                        n->kind == N_WHERE ? "where" : "since");
     }
     if (n->kind == N_SINCE) {
         if ((t = eval(x, n->b)) == NULL) {
@@ -1335,7 +1348,8 @@ static json_t *str_case(json_t *v, bool upper)
 static json_t *aggregate(evalctx_t *x, const node_t *n, json_t **argv, int fn)
 {
     json_t *list = argv[0], *item;
-    const char *field = n->n_args > 1 && json_is_string(argv[1]) ? json_string_value(argv[1]) : NULL;
+    const char *field =
+        n->n_args > 1 && json_is_string(argv[1]) ? json_string_value(argv[1]) : NULL;
     double acc = 0;
     bool any = false;
     size_t i;
@@ -1556,7 +1570,8 @@ static json_t *call(evalctx_t *x, const node_t *n)
         } else {
             size_t la = json_string_length(a), lb = json_string_length(b);
             const char *sa = json_string_value(a), *sb = json_string_value(b);
-            r = json_boolean(lb <= la && memcmp(fn == F_STARTS_WITH ? sa : sa + la - lb, sb, lb) == 0);
+            r = json_boolean(lb <= la &&
+                             memcmp(fn == F_STARTS_WITH ? sa : sa + la - lb, sb, lb) == 0);
         }
         break;
     case F_IDS:

@@ -36,16 +36,16 @@ struct td_event;
 
 /* ==== Limits ============================================================ */
 
-#define TD_JOURNEY_MAX_DOC       (1024 * 1024) /* bytes of a definition */
-#define TD_JOURNEY_MAX_STEPS     256           /* steps in a definition */
-#define TD_JOURNEY_MAX_ACTIONS   32            /* custom actions in a definition */
-#define TD_JOURNEY_MAX_BRANCHES  32            /* branches of a condition */
-#define TD_JOURNEY_MAX_EXITS     16            /* exit criteria */
-#define TD_JOURNEY_MAX_ID        64            /* journey, step and action ids */
-#define TD_JOURNEY_MAX_EXPR      4096          /* bytes of one expression */
-#define TD_JOURNEY_MAX_ERRORS    64            /* errors reported for one definition */
-#define TD_JOURNEY_MAX_EXPR_WORK 1000000       /* evaluation steps of one expression */
-#define TD_JOURNEY_MAX_RUN_STEPS 64            /* steps one instance runs in one go */
+#define TD_JOURNEY_MAX_DOC         (1024 * 1024) /* bytes of a definition */
+#define TD_JOURNEY_MAX_STEPS       256           /* steps in a definition */
+#define TD_JOURNEY_MAX_ACTIONS     32            /* custom actions in a definition */
+#define TD_JOURNEY_MAX_BRANCHES    32            /* branches of a condition */
+#define TD_JOURNEY_MAX_EXITS       16            /* exit criteria */
+#define TD_JOURNEY_MAX_ID          64            /* journey, step and action ids */
+#define TD_JOURNEY_MAX_EXPR        4096          /* bytes of one expression */
+#define TD_JOURNEY_MAX_ERRORS      64            /* errors reported for one definition */
+#define TD_JOURNEY_MAX_EXPR_WORK   1000000       /* evaluation steps of one expression */
+#define TD_JOURNEY_MAX_RUN_STEPS   64            /* steps one instance runs in one go */
 #define TD_JOURNEY_MAX_DURATION_MS (366LL * 86400 * 1000)
 
 /* ==== Expressions =======================================================
@@ -132,8 +132,8 @@ void td_journey_tmpl_free(td_journey_tmpl_t *t);
 int td_journey_tmpl_uses(const td_journey_tmpl_t *t);
 /* Renders t; *out is a new reference. url_encode percent-encodes every
  * interpolated value (URL paths and queries). */
-int td_journey_tmpl_render(const td_journey_tmpl_t *t, const td_journey_env_t *env,
-                           bool url_encode, json_t **out, td_err_t *err) TD_MUST_CHECK;
+int td_journey_tmpl_render(const td_journey_tmpl_t *t, const td_journey_env_t *env, bool url_encode,
+                           json_t **out, td_err_t *err) TD_MUST_CHECK;
 
 /* ==== Definitions =======================================================*/
 
@@ -146,8 +146,8 @@ struct td_journey_errors {
     bool truncated; /* more errors than fit */
 };
 /* Adds one error (printf-like message); path is a JSON pointer. */
-void td_journey_errors_add(td_journey_errors_t *errs, const char *path, int column,
-                           const char *fmt, ...) TD_PRINTF(4, 5);
+void td_journey_errors_add(td_journey_errors_t *errs, const char *path, int column, const char *fmt,
+                           ...) TD_PRINTF(4, 5);
 /* {"errors": [{"path", "message", "line"?, "column"?}...]} as a new object. */
 json_t *td_journey_errors_to_json(const td_journey_errors_t *errs);
 
@@ -198,8 +198,7 @@ int td_journey_def_first_step(const td_journey_def_t *def);
 /* Auth names the custom actions use (to check against the configuration):
  * calls fn for each with the JSON pointer of its "auth" field. */
 void td_journey_def_each_auth(const td_journey_def_t *def,
-                              void (*fn)(void *ctx, const char *name, const char *path),
-                              void *ctx);
+                              void (*fn)(void *ctx, const char *name, const char *path), void *ctx);
 const char *td_jstep_type_name(td_jstep_type_t t);
 
 /* ==== Step decisions ====================================================
@@ -228,8 +227,8 @@ typedef enum {
 } td_journey_do_t;
 
 typedef struct td_journey_state {
-    int step;      /* index into the definition's steps */
-    int phase;     /* TD_JOURNEY_ARRIVE or TD_JOURNEY_WAITING */
+    int step;  /* index into the definition's steps */
+    int phase; /* TD_JOURNEY_ARRIVE or TD_JOURNEY_WAITING */
     int64_t profile_id;
     int64_t instance_id;
     int64_t entered_ms;
@@ -315,9 +314,9 @@ typedef int (*td_journey_recommend_fn)(void *ctx, const json_t *criteria, const 
 
 typedef struct td_journey_options {
     td_journey_defaults_t defaults;
-    int batch;             /* instances claimed per runner transaction */
-    int action_threads;    /* threads making custom HTTP calls */
-    int max_call_attempts; /* outside calls repeated after crashes at most this often */
+    int batch;                      /* instances claimed per runner transaction */
+    int action_threads;             /* threads making custom HTTP calls */
+    int max_call_attempts;          /* outside calls repeated after crashes at most this often */
     const char *const *action_auth; /* NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD */
     int n_action_auth;
     const char *message_domain; /* right side of Message-IDs */
@@ -366,8 +365,8 @@ int td_journey_get(td_journey_engine_t *eng, const char *id, int64_t version, js
 int td_journey_list(td_journey_engine_t *eng, json_t **out, td_err_t *err) TD_MUST_CHECK;
 int td_journey_delete(td_journey_engine_t *eng, const char *id, td_err_t *err) TD_MUST_CHECK;
 /* verb: "publish" (version 0 = latest), "pause", "resume", "stop". */
-int td_journey_control(td_journey_engine_t *eng, const char *id, const char *verb,
-                       int64_t version, json_t **out, td_err_t *err) TD_MUST_CHECK;
+int td_journey_control(td_journey_engine_t *eng, const char *id, const char *verb, int64_t version,
+                       json_t **out, td_err_t *err) TD_MUST_CHECK;
 int td_journey_report(td_journey_engine_t *eng, const char *id, json_t **out,
                       td_err_t *err) TD_MUST_CHECK;
 int td_journey_instance_get(td_journey_engine_t *eng, const char *id, int64_t instance,

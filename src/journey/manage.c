@@ -37,8 +37,8 @@ static json_t *parse_or(const char *text, json_t *fallback)
 json_t *td_journey__instance_json(const td_store_jinstance_t *row)
 {
     static const char *const phases[] = { "running", "waiting", "calling" };
-    const char *state = row->ended_ms ? "ended"
-                        : row->held   ? "paused"
+    const char *state = row->ended_ms                        ? "ended"
+                        : row->held                          ? "paused"
                         : row->phase >= 0 && row->phase <= 2 ? phases[row->phase]
                                                              : "running";
     json_t *o = json_object();
@@ -127,9 +127,9 @@ int td_journey_validate(td_journey_engine_t *eng, const char *id, const char *do
 }
 
 /* Runs fn inside one admin transaction. */
-#define TX_BEGIN(eng, c, rc)                                \
-    pthread_mutex_lock(&(eng)->admin_mu);                   \
-    td_store_conn_t *c = td_store_acquire((eng)->store);    \
+#define TX_BEGIN(eng, c, rc)                             \
+    pthread_mutex_lock(&(eng)->admin_mu);                \
+    td_store_conn_t *c = td_store_acquire((eng)->store); \
     int rc = td_store_begin(c);
 
 static int tx_end(td_journey_engine_t *eng, td_store_conn_t *c, int rc)
@@ -223,8 +223,7 @@ int td_journey_get(td_journey_engine_t *eng, const char *id, int64_t version, js
         return td_err_set(err, rc, "", "cannot read the journey (%s)", td_strerror(rc));
     }
     *out = journey_json(&j);
-    json_object_set_new(*out, "version",
-                        json_integer(version ? version : j.latest_version));
+    json_object_set_new(*out, "version", json_integer(version ? version : j.latest_version));
     json_object_set_new(*out, "version_created", time_json(created));
     json_object_set_new(*out, "version_published", time_json(published));
     json_object_set_new(*out, "definition", parse_or(doc, json_object()));
@@ -287,8 +286,8 @@ int td_journey_delete(td_journey_engine_t *eng, const char *id, td_err_t *err)
     rc = tx_end(eng, c, rc);
     td_store_journey_release(&j);
     if (rc == TD_ECONFLICT) {
-        return td_err_set(err, rc, "status",
-                          "journey \"%s\" is %s: stop it before deleting it", id, "running");
+        return td_err_set(err, rc, "status", "journey \"%s\" is %s: stop it before deleting it", id,
+                          "running");
     }
     if (rc == TD_ENOTFOUND) {
         return td_err_set(err, rc, "id", "no journey \"%s\"", id);
@@ -305,8 +304,8 @@ int td_journey_delete(td_journey_engine_t *eng, const char *id, td_err_t *err)
     return TD_OK;
 }
 
-int td_journey_control(td_journey_engine_t *eng, const char *id, const char *verb,
-                       int64_t version, json_t **out, td_err_t *err)
+int td_journey_control(td_journey_engine_t *eng, const char *id, const char *verb, int64_t version,
+                       json_t **out, td_err_t *err)
 {
     td_store_journey_t j = { 0 };
     int64_t stopped = 0, now = td_clock_now_ms(eng->clock);
@@ -342,16 +341,16 @@ int td_journey_control(td_journey_engine_t *eng, const char *id, const char *ver
     } else if (rc == TD_OK && strcmp(verb, "pause") == 0) {
         status = "paused";
         if (strcmp(j.status, "live") != 0) {
-            rc = td_err_set(err, TD_ECONFLICT, "status", "only a live journey can be paused (\"%s\" is %s)",
-                            id, j.status);
+            rc = td_err_set(err, TD_ECONFLICT, "status",
+                            "only a live journey can be paused (\"%s\" is %s)", id, j.status);
         } else if ((rc = td_store_journey_set_status(c, id, status, 0, now)) == TD_OK) {
             rc = td_store_journey_hold(c, id, true);
         }
     } else if (rc == TD_OK && strcmp(verb, "resume") == 0) {
         status = "live";
         if (strcmp(j.status, "paused") != 0) {
-            rc = td_err_set(err, TD_ECONFLICT, "status", "only a paused journey can be resumed (\"%s\" is %s)",
-                            id, j.status);
+            rc = td_err_set(err, TD_ECONFLICT, "status",
+                            "only a paused journey can be resumed (\"%s\" is %s)", id, j.status);
         } else if ((rc = td_store_journey_set_status(c, id, status, 0, now)) == TD_OK) {
             rc = td_store_journey_hold(c, id, false);
         }
@@ -370,8 +369,8 @@ int td_journey_control(td_journey_engine_t *eng, const char *id, const char *ver
             rc = td_store_journey_stop(c, id, now, entry, &stopped);
         }
     } else if (rc == TD_OK) {
-        rc = td_err_set(err, TD_EINVAL, "verb", "unknown action \"%s\" (publish, pause, resume, stop)",
-                        verb);
+        rc = td_err_set(err, TD_EINVAL, "verb",
+                        "unknown action \"%s\" (publish, pause, resume, stop)", verb);
     }
     bool err_set = err && err->code != TD_OK;
     rc = tx_end(eng, c, rc);
@@ -471,8 +470,8 @@ int td_journey_report(td_journey_engine_t *eng, const char *id, json_t **out, td
         td_store_journey_release(&j);
         return td_err_set(err, rc, "", "cannot read the report (%s)", td_strerror(rc));
     }
-    json_t *steps = json_array(), *entries = json_pack("{s:I, s:{}}", "entered", (json_int_t)0,
-                                                        "refused");
+    json_t *steps = json_array(),
+           *entries = json_pack("{s:I, s:{}}", "entered", (json_int_t)0, "refused");
     json_t *ended = json_object(), *versions = json_object();
     int64_t total_running = 0;
     for (int i = 0; def && i < def->n_steps; i++) {
@@ -518,11 +517,11 @@ int td_journey_report(td_journey_engine_t *eng, const char *id, json_t **out, td
         add_int(step_entry(steps, running[i].step, "?"), "waiting", running[i].n);
         total_running += running[i].n;
     }
-    *out = json_pack("{s:s, s:s, s:I, s:I, s:o, s:I, s:o, s:o, s:o}", "id", id, "status",
-                     j.status, "live_version", (json_int_t)j.live_version, "latest_version",
-                     (json_int_t)j.latest_version, "entries", entries, "running",
-                     (json_int_t)total_running, "ended", ended, "steps", steps, "versions",
-                     versions);
+    *out =
+        json_pack("{s:s, s:s, s:I, s:I, s:o, s:I, s:o, s:o, s:o}", "id", id, "status", j.status,
+                  "live_version", (json_int_t)j.live_version, "latest_version",
+                  (json_int_t)j.latest_version, "entries", entries, "running",
+                  (json_int_t)total_running, "ended", ended, "steps", steps, "versions", versions);
     td_journey_def_free(def);
     td_store_jcounts_free(counts, nc);
     td_store_jcounts_free(running, nr);
@@ -594,8 +593,7 @@ int td_journey_instances_list(td_journey_engine_t *eng, const char *id, const ch
     } else if (state && *state) {
         return td_err_set(err, TD_EINVAL, "state", "state must be running or ended");
     }
-    return list_json(eng, id, 0, st, before_id, limit > 0 && limit <= 1000 ? limit : 100, out,
-                     err);
+    return list_json(eng, id, 0, st, before_id, limit > 0 && limit <= 1000 ? limit : 100, out, err);
 }
 
 int td_journey_profile_instances(td_journey_engine_t *eng, int64_t profile_id, json_t **out,
@@ -622,14 +620,13 @@ int td_journey_outbox_list(td_journey_engine_t *eng, int64_t instance, const cha
     json_t *list = json_array();
     for (int i = 0; i < n; i++) {
         const td_store_outbox_t *m = &rows[i];
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:s, s:s, s:i, s:o}",
-                              "id", (json_int_t)m->id, "message_id", m->message_id, "channel",
-                              m->channel, "journey", m->journey_id, "journey_version",
-                              (json_int_t)m->journey_version, "instance",
-                              (json_int_t)m->instance_id, "step", m->step, "profile_id",
-                              (json_int_t)m->profile_id, "recipient", m->recipient, "template",
-                              m->template_id, "status", m->status, "attempts", m->attempts,
-                              "created", time_json(m->created_ms));
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:s, s:s, s:i, s:o}", "id",
+            (json_int_t)m->id, "message_id", m->message_id, "channel", m->channel, "journey",
+            m->journey_id, "journey_version", (json_int_t)m->journey_version, "instance",
+            (json_int_t)m->instance_id, "step", m->step, "profile_id", (json_int_t)m->profile_id,
+            "recipient", m->recipient, "template", m->template_id, "status", m->status, "attempts",
+            m->attempts, "created", time_json(m->created_ms));
         json_object_set_new(o, "data", parse_or(m->data, json_object()));
         if (m->last_error) {
             json_object_set_new(o, "last_error", json_string(m->last_error));

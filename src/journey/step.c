@@ -309,8 +309,7 @@ static int decide_recommend(const td_jstep_t *s, const td_journey_env_t *env,
     return TD_OK;
 }
 
-static int decide_email(const td_jstep_t *s, const td_journey_env_t *env,
-                        td_journey_decision_t *d)
+static int decide_email(const td_jstep_t *s, const td_journey_env_t *env, td_journey_decision_t *d)
 {
     const json_t *profile = json_object_get(env->vars, "profile");
     td_err_t err = { 0 };
@@ -350,8 +349,7 @@ static int decide_email(const td_jstep_t *s, const td_journey_env_t *env,
     return TD_OK;
 }
 
-static int decide_update(const td_jstep_t *s, const td_journey_env_t *env,
-                         td_journey_decision_t *d)
+static int decide_update(const td_jstep_t *s, const td_journey_env_t *env, td_journey_decision_t *d)
 {
     td_err_t err = { 0 };
     json_t *set = NULL;

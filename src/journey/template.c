@@ -30,8 +30,8 @@ struct td_journey_tmpl {
     int uses;
 };
 
-void td_journey_errors_add(td_journey_errors_t *errs, const char *path, int column,
-                           const char *fmt, ...)
+void td_journey_errors_add(td_journey_errors_t *errs, const char *path, int column, const char *fmt,
+                           ...)
 {
     va_list ap;
     td_err_t *e;
@@ -403,8 +403,8 @@ static int render(const tnode_t *n, const td_journey_env_t *env, bool url, json_
     TD_BUG("unknown template node");
 }
 
-int td_journey_tmpl_render(const td_journey_tmpl_t *t, const td_journey_env_t *env,
-                           bool url_encode, json_t **out, td_err_t *err)
+int td_journey_tmpl_render(const td_journey_tmpl_t *t, const td_journey_env_t *env, bool url_encode,
+                           json_t **out, td_err_t *err)
 {
     *out = NULL;
     return render(t->root, env, url_encode, out, err);

@@ -24,8 +24,11 @@ static int parse_compact(const char *s, int64_t *ms)
     static const struct {
         char unit;
         int64_t ms;
-    } units[] = { { 'w', 604800000LL }, { 'd', 86400000LL }, { 'h', 3600000LL },
-                  { 'm', 60000LL },     { 's', 1000LL } };
+    } units[] = { { 'w', 604800000LL },
+                  { 'd', 86400000LL },
+                  { 'h', 3600000LL },
+                  { 'm', 60000LL },
+                  { 's', 1000LL } };
     int64_t total = 0;
     int last = -1;
 
@@ -430,8 +433,8 @@ int td_journey_tzif_offset(const unsigned char *data, size_t len, int64_t utc_ms
             return TD_EINVAL;
         }
         p += 44;
-        size_t block = (size_t)(timec * tsize + timec + typec * 6 + charc +
-                                leapc * (tsize + 4) + isstd + isut);
+        size_t block = (size_t)(timec * tsize + timec + typec * 6 + charc + leapc * (tsize + 4) +
+                                isstd + isut);
         if ((size_t)(end - p) < block) {
             return TD_EINVAL;
         }
@@ -597,7 +600,7 @@ int td_journey_tzdb_offset(void *ctx, const char *zone, int64_t utc_ms, int *off
         return TD_ENOTFOUND;
     }
     return td_journey_tzif_offset(z->data, z->len, utc_ms, offset_s) == TD_OK ? TD_OK
-                                                                             : TD_ENOTFOUND;
+                                                                              : TD_ENOTFOUND;
 }
 
 int td_journey__next_time_of_day(int64_t now_ms, int minute_of_day, const char *zone,

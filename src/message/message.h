@@ -310,4 +310,49 @@ td_smtp_status_t td_smtp_pool_send(td_smtp_pool_t *p, const char *mail_from, con
 /* Closes every connection; no send may be running. NULL is fine. */
 void td_smtp_pool_close(td_smtp_pool_t *p);
 
+/* ==== The outbox sender ==================================================
+ *
+ * Threads that take due rows of the store's outbox (written by journey
+ * email steps), check the sending rules, render the row's template against
+ * its data snapshot, track its links, build, sign and send the message, and
+ * mark the row: sent | queued again (retry with back-off) | failed |
+ * skipped (last_error holds the machine-readable reason). A row whose
+ * previous attempt never ended (a crash) is sent again with the same
+ * Message-ID and counted in tandem_outbox_resent_after_crash_total. */
+
+typedef struct td_outbox td_outbox_t;
+
+struct td_store;
+struct td_clock;
+struct td_config;
+
+/* Starts cfg->smtp_senders sender threads on st (nothing is sent, and rows
+ * stay queued, when cfg->smtp is empty). Keeps pointers to st, clock and
+ * cfg: they must outlive the outbox. Errors (a bad DKIM key, no mail_from)
+ * are in err. */
+int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_config *cfg,
+                   td_outbox_t **out, td_err_t *err) TD_MUST_CHECK;
+/* Stops the threads (a send in flight finishes first) and frees o; NULL is fine. */
+void td_outbox_close(td_outbox_t *o);
+
+/* Stores each template of dir (NAME.json manifests naming their HTML) whose
+ * id the store does not hold yet; *n_loaded (may be NULL) gets how many. A
+ * missing directory is not an error. */
+int td_message_templates_load_dir(struct td_store *st, const char *dir, int64_t now_ms,
+                                  int *n_loaded) TD_MUST_CHECK;
+
+/* Pure parts (rules.c). The delay before retry number attempts (1-based):
+ * base_ms doubled per attempt, at most 6 hours. */
+int64_t td_outbox_backoff_ms(int attempts, int64_t base_ms);
+/* Quiet hours "HH:MM-HH:MM" (may wrap past midnight; "" = none) -> minutes. */
+int td_quiet_parse(const char *spec, int *start_min, int *end_min) TD_MUST_CHECK;
+/* The first time >= now_ms outside the window, for a recipient at UTC +
+ * offset_min; now_ms itself when outside. */
+int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_t now_ms);
+/* "UTC", "Z", "+02:00", "UTC-05:30" -> minutes east of UTC. */
+int td_tz_offset_parse(const char *s, int *offset_min) TD_MUST_CHECK;
+/* A skip reason from a row's render data ("item_unavailable",
+ * "empty_recommendation"), or NULL when it may be sent. */
+const char *td_outbox_data_skip(const json_t *data);
+
 #endif

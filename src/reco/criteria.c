@@ -71,18 +71,12 @@ static const named_t metrics[] = {
 };
 
 static const named_t ops[] = {
-    { "equals", TD_RECO_OP_EQUALS },
-    { "notEquals", TD_RECO_OP_NOT_EQUALS },
-    { "contains", TD_RECO_OP_CONTAINS },
-    { "notContains", TD_RECO_OP_NOT_CONTAINS },
-    { "startsWith", TD_RECO_OP_STARTS_WITH },
-    { "endsWith", TD_RECO_OP_ENDS_WITH },
-    { "greaterThanOrEqual", TD_RECO_OP_GTE },
-    { "lessThanOrEqual", TD_RECO_OP_LTE },
-    { "between", TD_RECO_OP_BETWEEN },
-    { "inList", TD_RECO_OP_IN_LIST },
-    { "notInList", TD_RECO_OP_NOT_IN_LIST },
-    { "present", TD_RECO_OP_PRESENT },
+    { "equals", TD_RECO_OP_EQUALS },          { "notEquals", TD_RECO_OP_NOT_EQUALS },
+    { "contains", TD_RECO_OP_CONTAINS },      { "notContains", TD_RECO_OP_NOT_CONTAINS },
+    { "startsWith", TD_RECO_OP_STARTS_WITH }, { "endsWith", TD_RECO_OP_ENDS_WITH },
+    { "greaterThanOrEqual", TD_RECO_OP_GTE }, { "lessThanOrEqual", TD_RECO_OP_LTE },
+    { "between", TD_RECO_OP_BETWEEN },        { "inList", TD_RECO_OP_IN_LIST },
+    { "notInList", TD_RECO_OP_NOT_IN_LIST },  { "present", TD_RECO_OP_PRESENT },
     { "notPresent", TD_RECO_OP_NOT_PRESENT },
 };
 
@@ -409,8 +403,8 @@ static int parse_rule(json_t *o, const char *path, td_reco_rule_t *r, td_err_t *
     if (!has_empty) {
         /* Target's defaults: a missing key item attribute shows nothing; a
          * missing profile attribute or parameter ignores the rule. */
-        r->if_empty = r->source == TD_RECO_SRC_KEY_ITEM ? TD_RECO_EMPTY_NO_RESULTS
-                                                        : TD_RECO_EMPTY_IGNORE;
+        r->if_empty =
+            r->source == TD_RECO_SRC_KEY_ITEM ? TD_RECO_EMPTY_NO_RESULTS : TD_RECO_EMPTY_IGNORE;
     }
     bool dynamic = r->source != TD_RECO_SRC_STATIC;
     if (dynamic && r->source_attribute == NULL) {
@@ -641,8 +635,8 @@ static int parse_sequence(json_t *v, const char *path, const parse_ctx_t *pc, in
                     if (!json_is_string(f)) {
                         return td_err_set(err, TD_EINVAL, q, "must be a string");
                     }
-                    char *text = pc->resolve ? pc->resolve(pc->resolve_ctx, json_string_value(f))
-                                             : NULL;
+                    char *text =
+                        pc->resolve ? pc->resolve(pc->resolve_ctx, json_string_value(f)) : NULL;
                     if (text == NULL) {
                         return td_err_set(err, TD_EINVAL, q, "unknown criteria \"%.64s\"",
                                           json_string_value(f));
@@ -758,8 +752,7 @@ static int validate(td_reco_criteria_t *c, const char *path, bool has_type, bool
             if (!has_key) {
                 c->key = TD_RECO_KEY_CURRENT_ITEM;
             } else if (c->key != TD_RECO_KEY_CURRENT_ITEM && c->key != TD_RECO_KEY_LAST_VIEWED &&
-                       c->key != TD_RECO_KEY_LAST_PURCHASED &&
-                       c->key != TD_RECO_KEY_MOST_VIEWED &&
+                       c->key != TD_RECO_KEY_LAST_PURCHASED && c->key != TD_RECO_KEY_MOST_VIEWED &&
                        c->key != TD_RECO_KEY_PROFILE_ATTRIBUTE) {
                 return td_err_set(err, TD_EINVAL, pk,
                                   "popularity by item attribute needs an item or profile key");
@@ -982,8 +975,8 @@ static int parse_object(json_t *root, const char *path, const parse_ctx_t *pc, i
     const char *key;
     json_t *v;
     int rc = TD_OK, e;
-    bool has_group = false, has_type = false, has_key = false, has_days = false,
-         has_hours = false, has_conf = false;
+    bool has_group = false, has_type = false, has_key = false, has_days = false, has_hours = false,
+         has_conf = false;
 
     *out = NULL;
     if (depth > 2) {
@@ -1011,10 +1004,10 @@ static int parse_object(json_t *root, const char *path, const parse_ctx_t *pc, i
         } else if (strcmp(key, "name") == 0 || strcmp(key, "criteriaTitle") == 0) {
             rc = get_string(v, p, 256, &c->name, err);
         } else if (strcmp(key, "description") == 0) {
-            rc = json_is_string(v) && json_string_length(v) <= MAX_TEXT
-                     ? TD_OK
-                     : td_err_set(err, TD_EINVAL, p, "must be a string of up to %d bytes",
-                                  MAX_TEXT);
+            rc =
+                json_is_string(v) && json_string_length(v) <= MAX_TEXT
+                    ? TD_OK
+                    : td_err_set(err, TD_EINVAL, p, "must be a string of up to %d bytes", MAX_TEXT);
         } else if (strcmp(key, "criteriaGroup") == 0) {
             rc = get_enum(v, p, groups, TD_ARRAY_LEN(groups), &e, err);
             c->group = (td_reco_group_t)e;

@@ -109,8 +109,7 @@ static int read_field(csv_t *r, char *buf, size_t cap, size_t *len, td_err_t *er
             buf[(*len)++] = ch;
         }
         if (r->s < r->end && *r->s != ',' && *r->s != '\n' && *r->s != '\r') {
-            return td_err_set_at(err, TD_EINVAL, "", r->line, r->col,
-                                 "text after a closing quote");
+            return td_err_set_at(err, TD_EINVAL, "", r->line, r->col, "text after a closing quote");
         }
     } else {
         while (r->s < r->end && *r->s != ',' && *r->s != '\n' && *r->s != '\r') {
@@ -176,8 +175,7 @@ int td_reco_custom_parse(const char *text, size_t len, td_reco_custom_t **out, t
     while (r.s < r.end) {
         int row_line = r.line;
         /* "## RECS" header lines and blank lines carry no data. */
-        if ((r.end - r.s >= 2 && r.s[0] == '#' && r.s[1] == '#') || *r.s == '\n' ||
-            *r.s == '\r') {
+        if ((r.end - r.s >= 2 && r.s[0] == '#' && r.s[1] == '#') || *r.s == '\n' || *r.s == '\r') {
             while (r.s < r.end && *r.s != '\n') {
                 r.s++;
             }
@@ -210,8 +208,8 @@ int td_reco_custom_parse(const char *text, size_t len, td_reco_custom_t **out, t
                 continue;
             }
             if (n == MAX_ROW_ITEMS) {
-                rc = td_err_set_at(err, TD_EINVAL, "", row_line, col,
-                                   "more than %d items in a row", MAX_ROW_ITEMS);
+                rc = td_err_set_at(err, TD_EINVAL, "", row_line, col, "more than %d items in a row",
+                                   MAX_ROW_ITEMS);
                 goto fail;
             }
             items[n++] = td_xstrdup(buf);

@@ -33,8 +33,8 @@ static bool parse_num(const char *s, double *out)
     return true;
 }
 
-int td_reco__item_values(const td_reco_item_t *it, const char *attribute, const char **out,
-                         int max, char *numbuf, size_t numbuf_len)
+int td_reco__item_values(const td_reco_item_t *it, const char *attribute, const char **out, int max,
+                         char *numbuf, size_t numbuf_len)
 {
     if (strcmp(attribute, "id") == 0) {
         out[0] = it->id;

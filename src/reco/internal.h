@@ -10,19 +10,19 @@
 
 #include "reco/reco.h"
 
-#define TD_RECO_NONE     UINT32_MAX
-#define TD_RECO_MAX_ID   512 /* bytes in an item or visitor id */
-#define TD_RECO_REL_VV   0   /* viewed - viewed (symmetric) */
-#define TD_RECO_REL_VB   1   /* viewed a -> bought b (directed) */
-#define TD_RECO_REL_BB   2   /* bought - bought (symmetric) */
-#define TD_RECO_N_REL    3
+#define TD_RECO_NONE   UINT32_MAX
+#define TD_RECO_MAX_ID 512 /* bytes in an item or visitor id */
+#define TD_RECO_REL_VV 0   /* viewed - viewed (symmetric) */
+#define TD_RECO_REL_VB 1   /* viewed a -> bought b (directed) */
+#define TD_RECO_REL_BB 2   /* bought - bought (symmetric) */
+#define TD_RECO_N_REL  3
 
 /* String interning: each distinct string gets a dense id (0, 1, ...).
  * Strings are copied into chunks that never move, so the pointer returned by
  * td_reco__strtab_str() stays valid until the table is released. Removal
  * frees the id for reuse (visitors come and go; items stay). */
 typedef struct td_reco_strtab {
-    char **strs;     /* id -> string (NULL when free) */
+    char **strs; /* id -> string (NULL when free) */
     uint64_t *hashes;
     uint32_t n, cap; /* ids handed out (including free ones) */
     uint32_t *slots; /* open addressing: id + 1, 0 empty, UINT32_MAX deleted */
@@ -65,8 +65,8 @@ void td_reco__imap_delete(td_reco_imap_t *m, uint32_t key);
 
 /* A scored candidate produced while ranking. */
 typedef struct td_reco_cand {
-    uint32_t item;   /* model item id, or TD_RECO_NONE when id is set */
-    const char *id;  /* borrowed: model / content / request / catalog string */
+    uint32_t item;  /* model item id, or TD_RECO_NONE when id is set */
+    const char *id; /* borrowed: model / content / request / catalog string */
     double score;
     const char *via; /* the key (or list) that contributed most; borrowed */
     double via_score;
@@ -135,7 +135,7 @@ bool td_reco__rules_match(const td_reco_rules_t *r, const td_reco_item_t *it,
 bool td_reco__rules_exclude(const td_reco_rules_t *r, const td_reco_item_t *it,
                             const td_reco_filter_ctx_t *fc);
 /* Case-sensitive attribute lookup on an item: fills up to max values. */
-int td_reco__item_values(const td_reco_item_t *it, const char *attribute, const char **out,
-                         int max, char *numbuf, size_t numbuf_len);
+int td_reco__item_values(const td_reco_item_t *it, const char *attribute, const char **out, int max,
+                         char *numbuf, size_t numbuf_len);
 
 #endif

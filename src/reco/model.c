@@ -73,8 +73,8 @@ typedef struct pop_fifo_ent {
 typedef struct window {
     int days;
     int64_t len_ms;
-    uint32_t *nv, *nb;            /* per item */
-    uint32_t *rv, *rb;            /* per item: visitors who did it again later */
+    uint32_t *nv, *nb;                  /* per item */
+    uint32_t *rv, *rb;                  /* per item: visitors who did it again later */
     td_reco_imap_t *rel[TD_RECO_N_REL]; /* per item: partner -> count */
     uint32_t *ver[TD_RECO_N_REL];       /* per item: bumped when its map changes */
     int64_t n_visitors;
@@ -156,7 +156,7 @@ double td_reco_llr(double k11, double k12, double k21, double k22)
 {
     /* Dunning (1993): LLR = 2 * (H(rows) + H(cols) - H(matrix)) with the
      * unnormalised entropy H(k...) = xlogx(sum k) - sum xlogx(k). */
-#define XLX(x) ((x) > 0 ? (x) * log(x) : 0.0)
+#define XLX(x) ((x) > 0 ? (x)*log(x) : 0.0)
     double row = XLX(k11 + k12 + k21 + k22) - XLX(k11 + k12) - XLX(k21 + k22);
     double col = XLX(k11 + k12 + k21 + k22) - XLX(k11 + k21) - XLX(k12 + k22);
     double mat = XLX(k11 + k12 + k21 + k22) - XLX(k11) - XLX(k12) - XLX(k21) - XLX(k22);
@@ -426,8 +426,7 @@ static void pair_dec(td_reco_imap_t *map, uint32_t partner)
 
 /* Membership changes of item h->item for visitor v in window w. kind 0:
  * viewed, 1: bought. delta +1 joins, -1 leaves. */
-static void member_change(td_reco_model_t *m, visitor_t *v, int w, hentry_t *h, int kind,
-                          int delta)
+static void member_change(td_reco_model_t *m, visitor_t *v, int w, hentry_t *h, int kind, int delta)
 {
     window_t *win = &m->win[w];
     uint16_t bit = (uint16_t)(1u << w);
@@ -823,8 +822,8 @@ static int add_locked(td_reco_model_t *m, const td_reco_event_t *ev)
             /* Keep the most recent items: drop the one least recently seen. */
             int oldest = 0;
             for (int k = 1; k < v->n_h; k++) {
-                int64_t a = v->h[k].last_v_ms > v->h[k].last_b_ms ? v->h[k].last_v_ms
-                                                                   : v->h[k].last_b_ms;
+                int64_t a =
+                    v->h[k].last_v_ms > v->h[k].last_b_ms ? v->h[k].last_v_ms : v->h[k].last_b_ms;
                 int64_t b = v->h[oldest].last_v_ms > v->h[oldest].last_b_ms
                                 ? v->h[oldest].last_v_ms
                                 : v->h[oldest].last_b_ms;
@@ -973,7 +972,8 @@ void td_reco_model_stats(td_reco_model_t *m, td_reco_model_stats_t *out)
     out->fifo = (m->cf_tail - m->cf_head) + (m->pf_tail - m->pf_head);
     out->pair_evicted = m->pair_evicted;
     size_t bytes = m->items.bytes + m->vids.bytes;
-    bytes += (size_t)m->items_cap * (sizeof(*m->pop) + (size_t)m->n_win * (8 + 3 * sizeof(td_reco_imap_t)));
+    bytes += (size_t)m->items_cap *
+             (sizeof(*m->pop) + (size_t)m->n_win * (8 + 3 * sizeof(td_reco_imap_t)));
     for (int w = 0; w < m->n_win; w++) {
         for (int r = 0; r < TD_RECO_N_REL; r++) {
             for (uint32_t i = 0; i < m->items.n; i++) {

@@ -445,8 +445,7 @@ static int fill_similar(pass_t *ps, const td_reco_key_w_t *keys, int n_keys, int
     for (int k = 0; k < n_keys; k++) {
         td_reco_cands_t one = { 0 };
         td_reco__content_similar(env->content, keys[k].id, ps->c->attr_weights,
-                                 ps->c->n_attr_weights, ps->c->min_similarity,
-                                 want * 4 + 50, &one);
+                                 ps->c->n_attr_weights, ps->c->min_similarity, want * 4 + 50, &one);
         for (int i = 0; i < one.n; i++) {
             one.v[i].score *= keys[k].weight;
             bool merged = false;
@@ -694,8 +693,8 @@ static int run_criteria(pass_t *ps, int want)
         const char *const *items = td_reco_custom_get(set, k, &n);
         for (int i = 0; i < n && got < want && !ps->no_results; i++) {
             if (admissible(ps, items[i], true, true)) {
-                push_result(rk, items[i], (double)(n - i) / n, TD_RECO_FROM_CRITERIA, ps->step,
-                            0, "CUSTOM %s of %s", c->custom_id, k);
+                push_result(rk, items[i], (double)(n - i) / n, TD_RECO_FROM_CRITERIA, ps->step, 0,
+                            "CUSTOM %s of %s", c->custom_id, k);
                 got++;
             }
         }
@@ -721,11 +720,18 @@ static void criteria_exclusions(pass_t *ps)
             set_add(&ps->excluded, req->cart[i].id);
         }
     }
-    bool item_keyed = c->group == TD_RECO_GROUP_ITEM || c->group == TD_RECO_GROUP_PROFILEATTRIBUTE ||
+    bool item_keyed = c->group == TD_RECO_GROUP_ITEM ||
+                      c->group == TD_RECO_GROUP_PROFILEATTRIBUTE ||
                       c->group == TD_RECO_GROUP_CUSTOM;
+    bool popular = c->algo == TD_RECO_ALGO_MOST_VIEWED || c->algo == TD_RECO_ALGO_TOP_SELLERS;
     if (item_keyed) {
         /* "the specified product is not included in the results set" */
         set_add(&ps->excluded, item_key(rk, c, buf, sizeof(buf)));
+    }
+    if (item_keyed || (popular && c->key != TD_RECO_KEY_NONE)) {
+        /* Keyed on the page's item or its category / brand: the item on
+         * the page is not recommended to itself. */
+        set_add(&ps->excluded, req->key_item);
     }
     if (c->exclude_purchases || c->exclude_views) {
         for (int i = 0; i < rk->n_hist; i++) {
@@ -798,8 +804,7 @@ static int backup_fill(ranker_t *rk, const td_reco_criteria_t *c, int want)
      * optionally through the criteria's inclusion rules; the criteria's
      * own exclusions (key item, cart, purchases) still hold. */
     int got = fill_popular(&ps, false, c->hours < 24 ? 24 : c->hours, NULL, NULL, want,
-                           TD_RECO_FROM_BACKUP, c->backup_inclusion, true,
-                           "backup: MOST_VIEWED");
+                           TD_RECO_FROM_BACKUP, c->backup_inclusion, true, "backup: MOST_VIEWED");
     pass_release(&ps);
     return got;
 }

@@ -60,19 +60,19 @@ typedef struct td_reco_event {
 #define TD_RECO_MAX_DAYS      61
 
 typedef struct td_reco_model_options {
-    int max_history;        /* distinct items per visitor used for co-occurrence
-                               (oldest dropped first; default 200) */
-    int max_recent;         /* recent events kept per visitor for keys such as
-                               last viewed / most viewed (default 100) */
-    int max_pairs_per_item; /* co-occurrence partners kept per item, relation
-                               and window (default 1000); the least frequent
-                               partner is dropped when full */
-    int top_k;              /* neighbours considered per key item (default 200) */
-    int64_t session_gap_ms; /* inactivity that ends a session (default 30 min) */
-    int64_t max_visitors;   /* visitors kept; the least recently active are
-                               dropped first (default 1,000,000) */
-    int64_t max_fifo;       /* expiry queue entries kept (default 50,000,000);
-                               past it the oldest events expire early */
+    int max_history;                     /* distinct items per visitor used for co-occurrence
+                                            (oldest dropped first; default 200) */
+    int max_recent;                      /* recent events kept per visitor for keys such as
+                                            last viewed / most viewed (default 100) */
+    int max_pairs_per_item;              /* co-occurrence partners kept per item, relation
+                                            and window (default 1000); the least frequent
+                                            partner is dropped when full */
+    int top_k;                           /* neighbours considered per key item (default 200) */
+    int64_t session_gap_ms;              /* inactivity that ends a session (default 30 min) */
+    int64_t max_visitors;                /* visitors kept; the least recently active are
+                                            dropped first (default 1,000,000) */
+    int64_t max_fifo;                    /* expiry queue entries kept (default 50,000,000);
+                                            past it the oldest events expire early */
     int cf_days[TD_RECO_MAX_CF_WINDOWS]; /* CF windows in days, 1..61 */
     int n_cf_days;                       /* default 1 window: {30} */
 } td_reco_model_options_t;
@@ -281,10 +281,10 @@ typedef enum td_reco_op {
 } td_reco_op_t;
 
 typedef enum td_reco_source {
-    TD_RECO_SRC_STATIC,    /* values in the rule */
-    TD_RECO_SRC_KEY_ITEM,  /* entity attribute matching: the key item's attribute */
-    TD_RECO_SRC_PROFILE,   /* profile attribute matching */
-    TD_RECO_SRC_PARAMETER  /* parameter matching: a request parameter */
+    TD_RECO_SRC_STATIC,   /* values in the rule */
+    TD_RECO_SRC_KEY_ITEM, /* entity attribute matching: the key item's attribute */
+    TD_RECO_SRC_PROFILE,  /* profile attribute matching */
+    TD_RECO_SRC_PARAMETER /* parameter matching: a request parameter */
 } td_reco_source_t;
 
 typedef enum td_reco_if_empty {
@@ -347,7 +347,7 @@ struct td_reco_criteria {
     int days;            /* daysCount, 1..61 (default 30) */
     int hours;           /* lookback in hours: days * 24, or 6 */
     td_reco_metric_t metric;
-    bool metric_set; /* "similarityMetric" given */
+    bool metric_set;       /* "similarityMetric" given */
     double min_similarity; /* SIMILARITY: cosine floor (0..1) */
     td_reco_attr_weight_t *attr_weights;
     int n_attr_weights;
@@ -357,11 +357,12 @@ struct td_reco_criteria {
     double price_min, price_max;
     bool has_min_inventory;
     double min_inventory;
-    bool exclude_purchases; /* default true (Target: previously purchased items are not recommended) */
+    bool exclude_purchases; /* default true (Target: previously purchased items are not recommended)
+                             */
     bool exclude_views;     /* default false */
     bool partial_design_allowed;
     bool backup_disabled;
-    bool backup_inclusion; /* apply inclusion rules to backups (default true) */
+    bool backup_inclusion;    /* apply inclusion rules to backups (default true) */
     bool similarity_fallback; /* behavioural criteria fill with SIMILARITY (default true) */
     char *custom_id;          /* CUSTOM: which uploaded list set */
     int max_viewed_keys;      /* USERHISTORY: last N unique viewed (default 5) */
@@ -386,7 +387,8 @@ typedef char *(*td_reco_criteria_resolve_fn)(void *ctx, const char *id);
  * offending field. resolve may be NULL (then sequence steps must be inline).
  * You own *out: td_reco_criteria_free(). */
 int td_reco_criteria_parse(const char *json, size_t len, td_reco_criteria_resolve_fn resolve,
-                           void *resolve_ctx, td_reco_criteria_t **out, td_err_t *err) TD_MUST_CHECK;
+                           void *resolve_ctx, td_reco_criteria_t **out,
+                           td_err_t *err) TD_MUST_CHECK;
 void td_reco_criteria_free(td_reco_criteria_t *c);
 
 /* Parses a JSON array of inclusion rules (also used for collections and
@@ -440,11 +442,11 @@ typedef struct td_reco_cart_line {
 } td_reco_cart_line_t;
 
 typedef struct td_reco_request {
-    int count;          /* slots to fill (1..1000) */
-    int64_t now_ms;     /* request time */
-    const char *visitor; /* model visitor key; NULL for anonymous */
-    const char *key_item;     /* entity.id (current item) */
-    const char *key_category; /* entity.categoryId (current category) */
+    int count;                       /* slots to fill (1..1000) */
+    int64_t now_ms;                  /* request time */
+    const char *visitor;             /* model visitor key; NULL for anonymous */
+    const char *key_item;            /* entity.id (current item) */
+    const char *key_category;        /* entity.categoryId (current category) */
     const td_reco_cart_line_t *cart; /* cartIds, or the profile's cart */
     int n_cart;
     /* The visitor's events in any order. NULL: the model's own recent

@@ -90,9 +90,9 @@ void td_reco_content_free(td_reco_content_t *c)
 /* ---- tokens ---- */
 
 static const char *const stop_words[] = {
-    "a",    "an",   "and",  "are", "as",   "at",   "be",   "by",   "for", "from", "in",  "is",
-    "it",   "of",   "on",   "or",  "the",  "to",   "with", "was",  "de",  "la",   "le",  "les",
-    "des",  "et",   "der",  "die", "das",  "und",  "en",   "y",    "el",  "new",  "this", "that",
+    "a",   "an", "and", "are", "as",  "at",  "be",   "by",  "for", "from", "in",   "is",
+    "it",  "of", "on",  "or",  "the", "to",  "with", "was", "de",  "la",   "le",   "les",
+    "des", "et", "der", "die", "das", "und", "en",   "y",   "el",  "new",  "this", "that",
 };
 
 static bool is_stop(const char *w)
@@ -116,8 +116,7 @@ static void stem(char *w)
     } else if (n > 4 && (strcmp(w + n - 4, "sses") == 0 || strcmp(w + n - 4, "shes") == 0 ||
                          strcmp(w + n - 4, "ches") == 0 || strcmp(w + n - 3, "xes") == 0)) {
         w[n - 2] = '\0';
-    } else if (n > 3 && w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' &&
-               w[n - 2] != 'i') {
+    } else if (n > 3 && w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i') {
         w[n - 1] = '\0';
     }
 }

@@ -773,7 +773,8 @@ out:
 
 const td_store_ops_t td_store_sqlite_ops = {
     .domains = { [TD_STORE_DOMAIN_CATALOG] = &td_store_sqlite_catalog_ops,
-                 [TD_STORE_DOMAIN_JOURNEY] = &td_store_sqlite_journey_ops },
+                 [TD_STORE_DOMAIN_JOURNEY] = &td_store_sqlite_journey_ops,
+                 [TD_STORE_DOMAIN_MESSAGE] = &td_store_sqlite_message_ops },
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,

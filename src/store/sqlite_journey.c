@@ -70,9 +70,9 @@ static const char S_NEXT_DUE[] =
     "SELECT next_run_ms FROM journey_instances WHERE next_run_ms IS NOT NULL "
     "AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) ORDER BY next_run_ms LIMIT 1";
 
-#define INST_COLS                                                                                \
-    "id, journey_id, version, profile_id, entry_key, step, phase, step_since_ms, "               \
-    "coalesce(next_run_ms, 0), held_run_ms IS NOT NULL, entered_ms, timeout_at_ms, "             \
+#define INST_COLS                                                                               \
+    "id, journey_id, version, profile_id, entry_key, step, phase, step_since_ms, "              \
+    "coalesce(next_run_ms, 0), held_run_ms IS NOT NULL, entered_ms, timeout_at_ms, "            \
     "coalesce(ended_ms, 0), outcome, reason, entry_seq, entry_event, data, n_steps, attempts, " \
     "claimed_by, coalesce(lease_until_ms, 0)"
 
@@ -95,7 +95,8 @@ static const char S_INST_UPDATE[] =
     "history = CASE WHEN length(history) < 65536 THEN history || ?11 ELSE history END, "
     "n_steps = ?12, attempts = ?13, claimed_by = ?14, lease_until_ms = ?15 "
     "WHERE id = ?2 AND journey_id = ?1";
-static const char S_INST_GET[] = "SELECT " INST_COLS ", history FROM journey_instances WHERE id = ?1";
+static const char S_INST_GET[] =
+    "SELECT " INST_COLS ", history FROM journey_instances WHERE id = ?1";
 static const char S_INST_DUE[] =
     "SELECT " INST_COLS " FROM journey_instances WHERE next_run_ms <= ?1 "
     "AND (lease_until_ms IS NULL OR lease_until_ms <= ?2) ORDER BY next_run_ms LIMIT ?3";
@@ -119,7 +120,7 @@ static const char S_EVENTS_RECENT[] =
     "SELECT seq, type, ts_ms, received_ms, doc FROM events WHERE profile_id = ?1 "
     "ORDER BY ts_ms DESC, seq DESC LIMIT ?2";
 
-#define OUTBOX_COLS                                                                          \
+#define OUTBOX_COLS                                                                         \
     "id, message_id, channel, journey_id, journey_version, instance_id, step, profile_id, " \
     "recipient, template_id, data, status, attempts, next_attempt_ms, claimed_by, "         \
     "coalesce(lease_until_ms, 0), created_ms, updated_ms, coalesce(sent_ms, 0), last_error"
@@ -513,8 +514,8 @@ static int sj_stop(void *conn, const char *id, int64_t now_ms, const char *histo
     return rc;
 }
 
-static int sj_key_get(void *conn, const char *journey_id, const char *key,
-                      int64_t *last_entered_ms, int64_t *running_id)
+static int sj_key_get(void *conn, const char *journey_id, const char *key, int64_t *last_entered_ms,
+                      int64_t *running_id)
 {
     td_sqlite_conn_t *c = conn;
     sqlite3_stmt *st = stmt(c, S_KEY_GET);
@@ -552,8 +553,7 @@ static int sj_key_put(void *conn, const char *journey_id, const char *key, int64
     return td_store__sqlite_run(c, st);
 }
 
-static int sj_key_release(void *conn, const char *journey_id, const char *key,
-                          int64_t instance_id)
+static int sj_key_release(void *conn, const char *journey_id, const char *key, int64_t instance_id)
 {
     td_sqlite_conn_t *c = conn;
     sqlite3_stmt *st = stmt(c, S_KEY_RELEASE);
@@ -787,8 +787,7 @@ static int sa_set(void *conn, int64_t profile_id, const char *name, const char *
     return td_store__sqlite_run(c, st);
 }
 
-static int se_recent(void *conn, int64_t profile_id, int limit, td_store_event_row_t **rows,
-                     int *n)
+static int se_recent(void *conn, int64_t profile_id, int limit, td_store_event_row_t **rows, int *n)
 {
     td_sqlite_conn_t *c = conn;
     sqlite3_stmt *st = stmt(c, S_EVENTS_RECENT);

@@ -247,6 +247,7 @@ typedef struct td_store_catalog_ops {
 } td_store_catalog_ops_t;
 
 extern const td_store_catalog_ops_t td_store_sqlite_catalog_ops;
+extern const td_store_catalog_ops_t td_store_postgres_catalog_ops;
 
 /* True when the store's backend keeps a catalog. */
 bool td_store_catalog_supported(const td_store_t *st);
@@ -298,7 +299,7 @@ int td_store_entity_delete_expired(td_store_conn_t *c, int64_t before_ms, int64_
 
 typedef struct td_store_journey {
     char *id;
-    char *status; /* draft | live | paused | stopped */
+    char *status;           /* draft | live | paused | stopped */
     int64_t live_version;   /* 0: never published */
     int64_t latest_version; /* the newest stored version */
     int64_t created_ms, updated_ms;
@@ -386,8 +387,8 @@ typedef struct td_store_journey_ops {
     int (*create)(void *conn, const char *id, int64_t now_ms);
     int (*version_add)(void *conn, const char *id, int64_t version, const char *doc,
                        int64_t now_ms);
-    int (*version_get)(void *conn, const char *id, int64_t version, char **doc,
-                       int64_t *created_ms, int64_t *published_ms);
+    int (*version_get)(void *conn, const char *id, int64_t version, char **doc, int64_t *created_ms,
+                       int64_t *published_ms);
     int (*set_status)(void *conn, const char *id, const char *status, int64_t live_version,
                       int64_t now_ms);
     int (*remove)(void *conn, const char *id);
@@ -437,8 +438,7 @@ bool td_store_journeys_supported(const td_store_t *st);
  * (TD_ECONFLICT when it exists). version_add also makes it the latest.
  * version_get with version 0 reads the latest. remove deletes the journey
  * with its versions, instances, keys and counters (not its outbox rows). */
-int td_store_journey_get(td_store_conn_t *c, const char *id,
-                         td_store_journey_t *out) TD_MUST_CHECK;
+int td_store_journey_get(td_store_conn_t *c, const char *id, td_store_journey_t *out) TD_MUST_CHECK;
 int td_store_journey_list(td_store_conn_t *c, td_store_journey_t **rows, int *n) TD_MUST_CHECK;
 int td_store_journey_create(td_store_conn_t *c, const char *id, int64_t now_ms) TD_MUST_CHECK;
 int td_store_journey_version_add(td_store_conn_t *c, const char *id, int64_t version,
@@ -455,8 +455,8 @@ int td_store_journey_delete(td_store_conn_t *c, const char *id) TD_MUST_CHECK;
 int td_store_journey_hold(td_store_conn_t *c, const char *id, bool hold) TD_MUST_CHECK;
 /* Ends every running instance (outcome "stopped"), counting them per step;
  * history is the entry appended to each instance's history. */
-int td_store_journey_stop(td_store_conn_t *c, const char *id, int64_t now_ms,
-                          const char *history, int64_t *n) TD_MUST_CHECK;
+int td_store_journey_stop(td_store_conn_t *c, const char *id, int64_t now_ms, const char *history,
+                          int64_t *n) TD_MUST_CHECK;
 /* Re-entry keys: the last entry time and the running instance (0: none). */
 int td_store_journey_key_get(td_store_conn_t *c, const char *journey_id, const char *key,
                              int64_t *last_entered_ms, int64_t *running_id) TD_MUST_CHECK;
@@ -487,10 +487,9 @@ int td_store_journey_next_due(td_store_conn_t *c, int64_t wall_ms, int64_t *ms) 
  * newest first, ids below before_id (0: from the newest). */
 int td_store_jinstance_insert(td_store_conn_t *c, const td_store_jinstance_t *in,
                               const char *history, int64_t *id) TD_MUST_CHECK;
-int td_store_jinstance_update(td_store_conn_t *c, const td_store_jinstance_t *in,
-                              bool data_changed, const char *history_append) TD_MUST_CHECK;
-int td_store_jinstance_get(td_store_conn_t *c, int64_t id,
-                           td_store_jinstance_t *out) TD_MUST_CHECK;
+int td_store_jinstance_update(td_store_conn_t *c, const td_store_jinstance_t *in, bool data_changed,
+                              const char *history_append) TD_MUST_CHECK;
+int td_store_jinstance_get(td_store_conn_t *c, int64_t id, td_store_jinstance_t *out) TD_MUST_CHECK;
 int td_store_jinstance_due(td_store_conn_t *c, int64_t now_ms, int64_t wall_ms, int limit,
                            td_store_jinstance_t **rows, int *n) TD_MUST_CHECK;
 int td_store_jinstance_running(td_store_conn_t *c, int64_t profile_id, td_store_jinstance_t **rows,
@@ -525,5 +524,102 @@ int td_store_outbox_mark(td_store_conn_t *c, int64_t id, const char *node, const
 int td_store_outbox_get(td_store_conn_t *c, int64_t id, td_store_outbox_t *out) TD_MUST_CHECK;
 int td_store_outbox_list(td_store_conn_t *c, int64_t instance_id, const char *status, int limit,
                          td_store_outbox_t **rows, int *n) TD_MUST_CHECK;
+
+/* ==== Messages: templates, suppressions, the send log ====================
+ *
+ * Stored email templates (versioned on each put), the suppression list
+ * (addresses and whole domains that never get mail), and the send log: one
+ * row per outbox Message-ID that says whether an attempt is in flight, so
+ * that a row claimed again after a crash between the SMTP server's reply
+ * and the mark is recognised (and counted) as a resend. The operations live
+ * in td_store_message_ops_t (td_store_ops_t.domains[TD_STORE_DOMAIN_MESSAGE]). */
+
+typedef struct td_store_template {
+    char *id;
+    int64_t version; /* 1 on the first put, + 1 on each later one */
+    char *subject;   /* template text */
+    char *html;      /* template text */
+    char *text;      /* template text; NULL: generated from the HTML */
+    char *from_name; /* template text; NULL: the mail_from_name setting */
+    char *reply_to;  /* address; NULL: the mail_reply_to setting */
+    char *source;    /* "api" or "file" */
+    int64_t updated_ms;
+} td_store_template_t;
+
+typedef struct td_store_suppression {
+    char *key; /* a lower-case address, or "@domain" for a whole domain */
+    char *reason;
+    char *source;
+    int64_t created_ms;
+} td_store_suppression_t;
+
+/* Per-reason totals of the send log of one journey. */
+typedef struct td_store_send_count {
+    char *outcome; /* sent | retry | failed | skipped | sending */
+    char *reason;  /* "" when none */
+    int64_t n;
+    int64_t resent; /* attempts started again after a crash */
+} td_store_send_count_t;
+
+void td_store_template_release(td_store_template_t *t);
+void td_store_templates_free(td_store_template_t *rows, int n);
+void td_store_suppression_release(td_store_suppression_t *s);
+void td_store_suppressions_free(td_store_suppression_t *rows, int n);
+void td_store_send_counts_free(td_store_send_count_t *rows, int n);
+
+typedef struct td_store_message_ops {
+    int (*template_put)(void *conn, const td_store_template_t *t, bool only_if_absent,
+                        int64_t *version);
+    int (*template_get)(void *conn, const char *id, td_store_template_t *out);
+    int (*template_delete)(void *conn, const char *id);
+    int (*template_list)(void *conn, td_store_template_t **rows, int *n);
+    int (*suppression_add)(void *conn, const td_store_suppression_t *s);
+    int (*suppression_delete)(void *conn, const char *key);
+    int (*suppression_find)(void *conn, const char *addr, td_store_suppression_t *out);
+    int (*suppression_list)(void *conn, const char *after, int limit,
+                            td_store_suppression_t **rows, int *n);
+    int (*send_begin)(void *conn, const char *message_id, const char *journey_id, int64_t wall_ms,
+                      bool *was_in_flight);
+    int (*send_end)(void *conn, const char *message_id, const char *outcome, const char *reason,
+                    int64_t wall_ms);
+    int (*send_counts)(void *conn, const char *journey_id, td_store_send_count_t **rows, int *n);
+} td_store_message_ops_t;
+
+extern const td_store_message_ops_t td_store_sqlite_message_ops;
+
+/* True when the store's backend has the message tables. */
+bool td_store_messages_supported(const td_store_t *st);
+
+/* Templates. put: stores t (its version is ignored) as the next version and
+ * returns it; with only_if_absent an existing template is kept and put
+ * answers TD_ECONFLICT. get/delete: TD_ENOTFOUND when unknown. list: by id,
+ * html and text left NULL. */
+int td_store_template_put(td_store_conn_t *c, const td_store_template_t *t, bool only_if_absent,
+                          int64_t *version) TD_MUST_CHECK;
+int td_store_template_get(td_store_conn_t *c, const char *id,
+                          td_store_template_t *out) TD_MUST_CHECK;
+int td_store_template_delete(td_store_conn_t *c, const char *id) TD_MUST_CHECK;
+int td_store_template_list(td_store_conn_t *c, td_store_template_t **rows, int *n) TD_MUST_CHECK;
+
+/* Suppressions. add replaces an entry with the same key. find: the entry for
+ * addr (lower-case) or for its domain ("@domain"), TD_ENOTFOUND when none.
+ * list: by key, keys above after ("" from the start), at most limit. */
+int td_store_suppression_add(td_store_conn_t *c, const td_store_suppression_t *s) TD_MUST_CHECK;
+int td_store_suppression_delete(td_store_conn_t *c, const char *key) TD_MUST_CHECK;
+int td_store_suppression_find(td_store_conn_t *c, const char *addr,
+                              td_store_suppression_t *out) TD_MUST_CHECK;
+int td_store_suppression_list(td_store_conn_t *c, const char *after, int limit,
+                              td_store_suppression_t **rows, int *n) TD_MUST_CHECK;
+
+/* The send log. begin: an attempt starts (call in the claim's transaction);
+ * *was_in_flight tells that the previous attempt never ended (a crash), and
+ * then it is counted as a resend. end: the attempt's outcome (sent, retry,
+ * failed, skipped) and reason. counts: per (outcome, reason) of a journey. */
+int td_store_send_begin(td_store_conn_t *c, const char *message_id, const char *journey_id,
+                        int64_t wall_ms, bool *was_in_flight) TD_MUST_CHECK;
+int td_store_send_end(td_store_conn_t *c, const char *message_id, const char *outcome,
+                      const char *reason, int64_t wall_ms) TD_MUST_CHECK;
+int td_store_send_counts(td_store_conn_t *c, const char *journey_id, td_store_send_count_t **rows,
+                         int *n) TD_MUST_CHECK;
 
 #endif

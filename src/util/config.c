@@ -131,6 +131,15 @@ static const setting_t settings[] = {
     { "track_max_age_days", T_INT, OFF(track_max_age_days), "365", 0, 36500, NULL, false,
       "opens and clicks of links older than this are not recorded (0 = no limit; unsubscribe "
       "links never expire)" },
+    { "templates_dir", T_STR, OFF(templates_dir), "templates", 0, 0, NULL, false,
+      "email templates (NAME.json manifests + HTML) stored at start-up when the store has no "
+      "template of that id" },
+    { "outbox_lease", T_INT, OFF(outbox_lease), "300", 1, 86400, NULL, false,
+      "seconds a sender holds a claimed message; after a crash it is sent again after this" },
+    { "outbox_max_attempts", T_INT, OFF(outbox_max_attempts), "8", 1, 100, NULL, false,
+      "send attempts (temporary failures) before a message is marked failed" },
+    { "outbox_retry_base", T_INT, OFF(outbox_retry_base), "60", 1, 86400, NULL, false,
+      "seconds before the first retry of a message; doubled each time, at most 6 hours" },
 };
 
 static void *field(td_config_t *cfg, const setting_t *s)

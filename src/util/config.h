@@ -42,12 +42,15 @@ typedef struct td_config {
     int64_t commit_max_events; /* events per group commit */
     int64_t ingest_writers;    /* 0: 1 for SQLite, 8 for PostgreSQL */
     int64_t cookie_days;       /* lifetime of the Edge identity cookie */
-    int64_t journey_reentry_wait;  /* seconds before a key may enter a journey again */
-    int64_t journey_timeout_days;  /* default global timeout of journey instances */
-    int64_t journey_batch;         /* instances per runner transaction */
-    int64_t journey_action_threads; /* threads making custom HTTP calls */
-    int64_t journey_call_attempts; /* outside calls repeated after crashes at most this often */
-    td_strlist_t action_auth;      /* NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD */
+    /* journeys: re-entry wait (s), default timeout (days), instances per runner
+     * transaction, HTTP action threads, call attempts after crashes, and the
+     * action credentials (NAME=bearer:TOKEN or NAME=basic:USER:PASSWORD) */
+    int64_t journey_reentry_wait;
+    int64_t journey_timeout_days;
+    int64_t journey_batch;
+    int64_t journey_action_threads;
+    int64_t journey_call_attempts;
+    td_strlist_t action_auth;
     int64_t entity_expiry_days; /* catalog entities expire after this many days */
     char *entity_params;        /* "update" or "ignore": entity.* request parameters */
     int64_t catalog_poll_ms;    /* picking up other processes' catalog writes */
@@ -70,6 +73,10 @@ typedef struct td_config {
     char *dkim_key;             /* PEM private key file */
     char *track_secret_file;    /* HMAC secret of tracking links; empty = DATA/track.key */
     int64_t track_max_age_days; /* opens and clicks older than this are not recorded */
+    char *templates_dir;         /* email templates loaded into the store at start-up */
+    int64_t outbox_lease;        /* seconds a sender holds a claimed outbox row */
+    int64_t outbox_max_attempts; /* send attempts before a message fails */
+    int64_t outbox_retry_base;   /* seconds before the first retry; doubles each time */
 } td_config_t;
 
 /* Fills cfg with the defaults. */

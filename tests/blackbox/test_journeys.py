@@ -364,6 +364,28 @@ class LifecycleTest(unittest.TestCase):
         done = ended(srv, "ecid", "W-2", "order-follow-up")
         self.assertEqual(done[0]["reason"], "no_order")
 
+    def test_jump_enters_another_journey(self):
+        srv = self.srv
+        target = {"id": "target", "entry": {"event": "never_sent"},
+                  "steps": {"w": {"type": "wait", "duration": "1h", "next": "e"},
+                            "e": {"type": "end", "reason": "arrived"}}}
+        source = {"id": "source", "entry": {"event": "signup"},
+                  "steps": {"j": {"type": "jump", "journey": "target", "next": "e"},
+                            "e": {"type": "end", "reason": "jumped"}}}
+        srv.apply_journey(target)
+        srv.apply_journey(source)
+        signup(srv, "J-1")
+        def both():
+            rows = srv.journey_instances("ecid", "J-1")
+            return {i["journey"]: i for i in rows} if len(rows) == 2 else None
+        rows = wait_until(both)
+        self.assertEqual(rows["source"]["state"], "ended")
+        self.assertEqual(rows["target"]["state"], "waiting")
+        self.assertEqual(rows["target"]["entry_event"]["type"], "signup")
+        srv.advance(HOUR)
+        done = ended(srv, "ecid", "J-1", "target")
+        self.assertEqual(done[0]["reason"], "arrived")
+
     def test_invalid_definitions_name_every_error(self):
         srv = self.srv
         bad = {"id": "life", "entry": {"event": "signup", "when": "count(event.items) >"},

@@ -92,7 +92,8 @@ static void test_every_error_is_named(void **state)
         " \"timeout\": \"2y\","
         " \"start_date\": \"tomorrow\","
         " \"actions\": {\"a\": {\"method\": \"DELETE\", \"url\": \"ftp://x\", \"timeout\": \"60s\","
-        "   \"retries\": 9, \"headers\": {\"Authorization\": \"x\"}, \"response\": {\"f\": \"blob\"}}},"
+        "   \"retries\": 9, \"headers\": {\"Authorization\": \"x\"}, \"response\": {\"f\": "
+        "\"blob\"}}},"
         " \"steps\": {"
         "   \"w\": {\"type\": \"wait\", \"duration\": \"3h\", \"until\": \"now\", \"next\": "
         "\"nowhere\"},"
@@ -138,8 +139,9 @@ static void test_every_error_is_named(void **state)
 
 static void test_expression_errors_have_columns(void **state)
 {
-    const char *doc = "{\"id\": \"j\", \"entry\": {\"event\": \"cart_add\", \"when\": \"count(x) > 0\"},"
-                      " \"steps\": {\"e\": {\"type\": \"end\"}}}";
+    const char *doc =
+        "{\"id\": \"j\", \"entry\": {\"event\": \"cart_add\", \"when\": \"count(x) > 0\"},"
+        " \"steps\": {\"e\": {\"type\": \"end\"}}}";
     td_journey_errors_t *errs = parse_bad(doc, NULL);
 
     (void)state;
@@ -213,7 +215,8 @@ static void test_defaults_and_ids(void **state)
         "b");
     expect_error(errs, "/id", "the URL names \"b\"");
     free(errs);
-    errs = parse_bad("{\"entry\": {\"event\": \"x\"}, \"steps\": {\"e\": {\"type\": \"end\"}}}", NULL);
+    errs =
+        parse_bad("{\"entry\": {\"event\": \"x\"}, \"steps\": {\"e\": {\"type\": \"end\"}}}", NULL);
     expect_error(errs, "/id", "required");
     free(errs);
 }

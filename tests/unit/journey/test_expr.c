@@ -10,7 +10,8 @@
 static const char *vars_json =
     "{\"profile\": {\"id\": 7, \"email\": \"jane@example.com\", \"consent\": {\"marketing\": "
     "\"in\"},"
-    "  \"cart\": [{\"id\": \"C-1\", \"price\": 59.9, \"quantity\": 2}, {\"id\": \"S-2\", \"price\": "
+    "  \"cart\": [{\"id\": \"C-1\", \"price\": 59.9, \"quantity\": 2}, {\"id\": \"S-2\", "
+    "\"price\": "
     "20, \"quantity\": 1}],"
     "  \"attributes\": {\"tz\": \"+02:00\", \"first-name\": \"Jane\"}},"
     " \"event\": {\"type\": \"cart_add\", \"cart_id\": \"K1\", \"ts\": \"2026-11-28T10:00:00Z\","
@@ -52,8 +53,9 @@ static json_t *eval(const char *src)
 {
     td_journey_expr_t *e = NULL;
     td_err_t err = { 0 };
-    td_journey_env_t env = { .vars = vars, .now_ms = 1000000, .entry_ms = 1000, .seed = "7/j/s",
-                             .tz = fixed_tz };
+    td_journey_env_t env = {
+        .vars = vars, .now_ms = 1000000, .entry_ms = 1000, .seed = "7/j/s", .tz = fixed_tz
+    };
     json_t *out = NULL;
 
     if (td_journey_expr_parse(src, &e, &err) != TD_OK) {
@@ -263,11 +265,11 @@ static void test_uses(void **state)
     td_err_t err = { 0 };
 
     (void)state;
-    assert_int_equal(td_journey_expr_parse("profile.email and count(events) > 0 and trigger.x",
-                                           &e, &err),
-                     TD_OK);
-    assert_int_equal(td_journey_expr_uses(e), TD_JOURNEY_USES_PROFILE | TD_JOURNEY_USES_EVENTS |
-                                                  TD_JOURNEY_USES_TRIGGER);
+    assert_int_equal(
+        td_journey_expr_parse("profile.email and count(events) > 0 and trigger.x", &e, &err),
+        TD_OK);
+    assert_int_equal(td_journey_expr_uses(e),
+                     TD_JOURNEY_USES_PROFILE | TD_JOURNEY_USES_EVENTS | TD_JOURNEY_USES_TRIGGER);
     td_journey_expr_free(e);
 }
 
@@ -292,12 +294,12 @@ static void test_durations(void **state)
     static const struct {
         const char *text;
         int64_t ms;
-    } ok[] = { { "\"90s\"", 90000 },      { "\"30m\"", 1800000 },  { "\"3h\"", 10800000 },
+    } ok[] = { { "\"90s\"", 90000 },       { "\"30m\"", 1800000 },   { "\"3h\"", 10800000 },
                { "\"1d12h\"", 129600000 }, { "\"2w\"", 1209600000 }, { "\"PT3H\"", 10800000 },
-               { "\"P1DT2H\"", 93600000 }, { "300", 300000 },       { "\"250ms\"", 250 },
+               { "\"P1DT2H\"", 93600000 }, { "300", 300000 },        { "\"250ms\"", 250 },
                { "\"1.5h\"", 5400000 } };
-    static const char *const bad[] = { "\"3 hours\"", "\"h\"",  "\"3x\"", "\"P1M\"", "-1",
-                                       "\"m3\"",      "\"3m2h\"", "\"400d\"", "true",  "\"PT\"" };
+    static const char *const bad[] = { "\"3 hours\"", "\"h\"",    "\"3x\"",   "\"P1M\"", "-1",
+                                       "\"m3\"",      "\"3m2h\"", "\"400d\"", "true",    "\"PT\"" };
 
     (void)state;
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {

@@ -95,8 +95,9 @@ static td_journey_decision_t decide_at(const char *step, int phase, int64_t now)
                               .entered_ms = NOW,
                               .step_since_ms = now,
                               .timeout_at_ms = NOW + 91LL * 86400000 };
-    td_journey_env_t env = { .vars = vars, .now_ms = now, .entry_ms = NOW,
-                             .tz = td_journey_tzdb_offset };
+    td_journey_env_t env = {
+        .vars = vars, .now_ms = now, .entry_ms = NOW, .tz = td_journey_tzdb_offset
+    };
     td_journey_decision_t d;
 
     assert_true(st.step >= 0);
@@ -225,8 +226,7 @@ static void test_email(void **state)
     assert_string_equal(json_string_value(json_object_get(d.payload, "template")), "t1");
     json_t *data = json_object_get(d.payload, "data");
     assert_int_equal(json_integer_value(json_object_get(data, "n")), 2);
-    assert_string_equal(json_string_value(json_object_get(data, "hello")),
-                        "Hi jane@example.com!");
+    assert_string_equal(json_string_value(json_object_get(data, "hello")), "Hi jane@example.com!");
     td_journey_decision_release(&d);
 
     json_t *p = json_object_get(vars, "profile");
@@ -280,9 +280,8 @@ static void test_recommend_update_jump_end(void **state)
 
     d = decide_at("upd", TD_JOURNEY_ARRIVE, NOW);
     assert_int_equal(d.what, TD_JDO_UPDATE);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(d.payload, "set"),
-                                                          "last")),
-                        "j");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(d.payload, "set"), "last")), "j");
     assert_string_equal(json_string_value(json_object_get(d.payload, "consent")), "out");
     td_journey_decision_release(&d);
 
@@ -344,9 +343,9 @@ static void test_time_zones(void **state)
         td_journey_tzdb_free(db);
         skip(); /* no zoneinfo files on this machine */
     }
-    assert_int_equal(off, 3600);                                                  /* November */
+    assert_int_equal(off, 3600); /* November */
     assert_int_equal(td_journey_tzdb_offset(db, "Europe/Paris", NOW - 150LL * 86400000, &off),
-                     TD_OK);                                                      /* July */
+                     TD_OK); /* July */
     assert_int_equal(off, 7200);
     /* far beyond the listed transitions: the POSIX rule at the file's end */
     assert_int_equal(td_journey_tzdb_offset(db, "Europe/Paris", 4118054400000LL, &off), TD_OK);

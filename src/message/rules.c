@@ -1,0 +1,123 @@
+/* Pure arithmetic of the outbox: retry back-off, quiet hours windows with a
+ * fixed UTC offset, and the checks on a row's render data. No I/O. */
+#include "message/message.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/banned.h"
+
+#define MAX_BACKOFF_MS (6LL * 3600 * 1000)
+
+int64_t td_outbox_backoff_ms(int attempts, int64_t base_ms)
+{
+    int64_t d = base_ms > 0 ? base_ms : 1000;
+
+    for (int i = 1; i < attempts && d < MAX_BACKOFF_MS; i++) {
+        d *= 2;
+    }
+    return d < MAX_BACKOFF_MS ? d : MAX_BACKOFF_MS;
+}
+
+/* "HH:MM" -> minutes of the day; -1 when malformed. */
+static int parse_hhmm(const char *s, size_t len)
+{
+    if (len != 5 || s[2] != ':') {
+        return -1;
+    }
+    for (size_t i = 0; i < 5; i++) {
+        if (i != 2 && (s[i] < '0' || s[i] > '9')) {
+            return -1;
+        }
+    }
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+    return h < 24 && m < 60 ? h * 60 + m : -1;
+}
+
+int td_quiet_parse(const char *spec, int *start_min, int *end_min)
+{
+    const char *dash;
+
+    *start_min = *end_min = 0;
+    if (spec == NULL || *spec == '\0') {
+        return TD_OK; /* no quiet hours */
+    }
+    if ((dash = strchr(spec, '-')) == NULL) {
+        return TD_EINVAL;
+    }
+    int a = parse_hhmm(spec, (size_t)(dash - spec)), b = parse_hhmm(dash + 1, strlen(dash + 1));
+    if (a < 0 || b < 0) {
+        return TD_EINVAL;
+    }
+    *start_min = a;
+    *end_min = b;
+    return TD_OK;
+}
+
+int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_t now_ms)
+{
+    const int64_t day = 86400000LL, minute = 60000LL;
+
+    if (start_min == end_min) {
+        return now_ms; /* an empty window */
+    }
+    int64_t local = now_ms + (int64_t)offset_min * minute;
+    int64_t day_start = local - ((local % day) + day) % day;
+    int64_t m = (local - day_start) / minute;
+    bool quiet =
+        start_min < end_min ? (m >= start_min && m < end_min) : (m >= start_min || m < end_min);
+    if (!quiet) {
+        return now_ms;
+    }
+    int64_t open = day_start + (int64_t)end_min * minute;
+    if (open <= local) {
+        open += day; /* the window wraps past midnight */
+    }
+    return open - (int64_t)offset_min * minute;
+}
+
+int td_tz_offset_parse(const char *s, int *offset_min)
+{
+    *offset_min = 0;
+    if (s == NULL) {
+        return TD_EINVAL;
+    }
+    if (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0) {
+        return TD_OK;
+    }
+    if (strncmp(s, "UTC", 3) == 0) {
+        s += 3;
+    }
+    if ((s[0] != '+' && s[0] != '-') || strlen(s) != 6 || s[3] != ':') {
+        return TD_EINVAL;
+    }
+    int m = parse_hhmm(s + 1, 5);
+    if (m < 0 || m > 14 * 60) {
+        return TD_EINVAL;
+    }
+    *offset_min = s[0] == '-' ? -m : m;
+    return TD_OK;
+}
+
+const char *td_outbox_data_skip(const json_t *data)
+{
+    const json_t *d = json_object_get(data, "data");
+    const char *key;
+    json_t *v;
+    int n_arrays = 0, n_empty = 0;
+
+    if (json_is_true(json_object_get(d, "item_unavailable"))) {
+        return "item_unavailable";
+    }
+    json_object_foreach((json_t *)d, key, v)
+    {
+        if (json_is_array(v)) {
+            n_arrays++;
+            n_empty += json_array_size(v) == 0;
+        }
+    }
+    (void)key;
+    /* the step names the items it mails: when every list is empty there is
+     * nothing to show */
+    return n_arrays > 0 && n_empty == n_arrays ? "empty_recommendation" : NULL;
+}
