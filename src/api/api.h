@@ -22,6 +22,8 @@ typedef struct td_app {
     td_catalog_t *catalog; /* the in-memory catalog index, kept current */
     /* the journey engine: triggers, timers, steps */
     td_journey_engine_t *journeys;
+    /* the outbox sender (NULL when not sending) */
+    struct td_outbox *outbox;
 } td_app_t;
 
 /* Every route of the server, ending with a NULL method. */
@@ -80,5 +82,24 @@ void td_api_journey_instances(td_http_req_t *req, void *app);
 void td_api_journey_instance(td_http_req_t *req, void *app);
 void td_api_profile_journeys(td_http_req_t *req, void *app);
 void td_api_outbox_list(td_http_req_t *req, void *app);
+
+
+/* Email templates (templates.c), the suppression list (suppressions.c) and
+ * the outbox report of a journey (messages.c). */
+void td_api_templates_list(td_http_req_t *req, void *app);
+void td_api_template_get(td_http_req_t *req, void *app);
+void td_api_template_put(td_http_req_t *req, void *app);
+void td_api_template_delete(td_http_req_t *req, void *app);
+void td_api_template_preview(td_http_req_t *req, void *app);
+void td_api_suppressions_list(td_http_req_t *req, void *app);
+void td_api_suppressions_post(td_http_req_t *req, void *app);
+void td_api_suppression_delete(td_http_req_t *req, void *app);
+void td_api_suppressions_import(td_http_req_t *req, void *app);
+void td_api_suppressions_export(td_http_req_t *req, void *app);
+void td_api_journey_messages(td_http_req_t *req, void *app);
+/* The outbox counters of a journey as JSON (targeted, sent, skipped by
+ * reason, failed, bounced, retrying, resent_after_crash); NULL on a store
+ * error or a store without message tables. You own the result. */
+json_t *td_api_messages_report(td_store_t *store, const char *journey_id);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "message/message.h"
 #include "util/log.h"
 #include "util/banned.h"
 
@@ -84,6 +85,25 @@ static int open_journeys(td_app_t *app)
     return TD_OK;
 }
 
+/* Shipped templates into the store (only ids it lacks), then the outbox
+ * sender (idle when smtp is not set). */
+static int open_outbox(td_app_t *app)
+{
+    td_err_t err = { 0 };
+    int n = 0;
+
+    if (td_message_templates_load_dir(app->store, app->cfg->templates_dir,
+                                      td_clock_now_ms(app->clock), &n) != TD_OK) {
+        td_log(TD_LOG_WARN, "template", "cannot load templates from dir=%s",
+               app->cfg->templates_dir);
+    }
+    if (td_outbox_open(app->store, app->clock, app->cfg, &app->outbox, &err) != TD_OK) {
+        fprintf(stderr, "tandem: %s%s%s\n", err.path, *err.path ? ": " : "", err.message);
+        return TD_EINVAL;
+    }
+    return TD_OK;
+}
+
 int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
 {
     td_err_t err = { 0 };
@@ -133,6 +153,10 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
         td_cli_app_close(app);
         return rc;
     }
+    if ((rc = open_outbox(app)) != TD_OK) {
+        td_cli_app_close(app);
+        return rc;
+    }
     app->started_ms = td_wall_ms();
     td_api_init_metrics();
     return TD_OK;
@@ -141,6 +165,7 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
 void td_cli_app_close(td_app_t *app)
 {
     td_ingest_close(app->ingest); /* first: no event may reach a closed engine */
+    td_outbox_close(app->outbox);
     td_journey_engine_close(app->journeys);
     td_catalog_free(app->catalog);
     td_store_close(app->store);

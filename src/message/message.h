@@ -351,6 +351,21 @@ int td_quiet_parse(const char *spec, int *start_min, int *end_min) TD_MUST_CHECK
 int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_t now_ms);
 /* "UTC", "Z", "+02:00", "UTC-05:30" -> minutes east of UTC. */
 int td_tz_offset_parse(const char *s, int *offset_min) TD_MUST_CHECK;
+/* A frequency cap: at most limit emails per profile in window_ms; over it a
+ * message waits for the next allowed time (defer) or is dropped. */
+typedef struct td_cap {
+    int limit;
+    int64_t window_ms;
+    bool drop;
+} td_cap_t;
+#define TD_CAP_MAX 8
+/* "1/16h, 3/7d:drop" -> caps (at most max); "" gives none. */
+int td_cap_parse(const char *spec, td_cap_t *caps, int max, int *n, td_err_t *err) TD_MUST_CHECK;
+/* When one more email may go under cap, given used emails in its window, the
+ * oldest at oldest_ms: now_ms when used < limit, else when the oldest leaves
+ * the window (an approximation for limit > 1: re-checked then). */
+int64_t td_cap_next_allowed_ms(const td_cap_t *cap, int64_t used, int64_t oldest_ms,
+                               int64_t now_ms);
 /* A skip reason from a row's render data ("item_unavailable",
  * "empty_recommendation"), or NULL when it may be sent. */
 const char *td_outbox_data_skip(const json_t *data);

@@ -41,6 +41,10 @@ struct td_outbox {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char *password;
+    td_cap_t caps[TD_CAP_MAX];
+    int n_caps;
+    bool quiet;
+    int quiet_start, quiet_end, default_tz_min;
 };
 
 /* What one attempt came to. */
@@ -50,6 +54,7 @@ typedef struct outcome {
     char reason[64];    /* machine-readable */
     char detail[300];   /* for people: the server's reply, the render error */
     bool hard_bounce;
+    int64_t next_ms; /* deferred (quiet hours, caps): queued again for this time */
 } outcome_t;
 
 static void set_outcome(outcome_t *o, const char *status, const char *log, const char *reason,
@@ -234,6 +239,59 @@ out:
 
 /* ---- rules -------------------------------------------------------------- */
 
+/* The recipient's UTC offset: the profile's attributes.timezone, else the
+ * email step's data.timezone (the journey's default), else quiet_hours_tz.
+ * Only fixed offsets are understood ("+02:00"); another value is passed
+ * over to the next source. */
+static int tz_offset(const td_outbox_t *o, const json_t *data, const char **source)
+{
+    const char *cands[2] = {
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(data, "profile"), "attributes"), "timezone")),
+        json_string_value(json_object_get(json_object_get(data, "data"), "timezone")),
+    };
+    const char *names[2] = { "profile", "journey" };
+    int off;
+
+    for (int i = 0; i < 2; i++) {
+        if (cands[i] && td_tz_offset_parse(cands[i], &off) == TD_OK) {
+            *source = names[i];
+            return off;
+        }
+    }
+    *source = "default";
+    return o->default_tz_min;
+}
+
+/* Quiet hours: false with res "deferred" to when the window opens, or a
+ * skip when that is more than quiet_hold_max_hours after the row was queued. */
+static bool quiet_hours_allow(td_outbox_t *o, const td_store_outbox_t *m, outcome_t *res)
+{
+    if (!o->quiet) {
+        return true;
+    }
+    json_error_t jerr;
+    json_t *data = json_loads(m->data ? m->data : "{}", 0, &jerr);
+    const char *source;
+    int off = tz_offset(o, data, &source);
+    json_decref(data);
+    int64_t now = td_clock_now_ms(o->clock);
+    int64_t open = td_quiet_next_open_ms(o->quiet_start, o->quiet_end, off, now);
+    if (open <= now) {
+        return true;
+    }
+    char detail[120];
+    snprintf(detail, sizeof(detail), "utc_offset=%+03d:%02d tz_source=%s", off / 60, abs(off % 60),
+             source);
+    if (open - m->created_ms > o->cfg->quiet_hold_max_hours * 3600000LL) {
+        skip(res, "quiet_hours_dropped", detail);
+    } else {
+        set_outcome(res, "queued", "deferred", "quiet_hours", "%s", detail);
+        res->next_ms = open;
+    }
+    return false;
+}
+
 /* The checks right before sending; false (and res filled) to skip. */
 static bool may_send(td_outbox_t *o, td_store_conn_t *c, const td_store_outbox_t *m, outcome_t *res)
 {
@@ -275,8 +333,7 @@ static bool may_send(td_outbox_t *o, td_store_conn_t *c, const td_store_outbox_t
         skip(res, why, "nothing to show in the message");
         return false;
     }
-    (void)o;
-    return true;
+    return quiet_hours_allow(o, m, res);
 }
 
 /* ---- one attempt -------------------------------------------------------- */
@@ -323,8 +380,55 @@ static void attempt(td_outbox_t *o, const td_store_outbox_t *m, outcome_t *res)
     td_store_template_release(&t);
 }
 
-/* Claims one due row; *got false when none. */
-static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent)
+/* Frequency caps, inside the claim's transaction (the store's write lock on
+ * SQLite, row locks on PostgreSQL): the row is counted as "sending" from
+ * here on, so a concurrent claim for the same profile sees it. Over a cap
+ * the row is settled here (*capped): queued again for when the cap allows
+ * (defer) or skipped as "capped" (drop). */
+static int apply_caps(td_outbox_t *o, td_store_conn_t *c, const td_store_outbox_t *m, bool *capped)
+{
+    int64_t now = td_clock_now_ms(o->clock), next = now;
+    bool drop = false;
+    int rc;
+
+    if (m->profile_id <= 0) {
+        return TD_OK;
+    }
+    for (int i = 0; i < o->n_caps; i++) {
+        int64_t used, oldest;
+        if ((rc = td_store_cap_usage(c, m->profile_id, m->id, now - o->caps[i].window_ms, now,
+                                     &used, &oldest)) != TD_OK) {
+            return rc;
+        }
+        if (used >= o->caps[i].limit) {
+            int64_t t = td_cap_next_allowed_ms(&o->caps[i], used, oldest, now);
+            drop = drop || o->caps[i].drop;
+            next = t > next ? t : next;
+        }
+    }
+    if (next == now) {
+        return TD_OK;
+    }
+    *capped = true;
+    rc = td_store_outbox_mark(c, m->id, o->node, drop ? "skipped" : "queued", drop ? 0 : next,
+                              drop ? "capped: a frequency cap was reached"
+                                   : "capped: deferred until a frequency cap allows",
+                              now);
+    if (rc == TD_OK) {
+        rc = td_store_send_end(c, m->message_id, drop ? "skipped" : "deferred", "capped",
+                               td_wall_ms());
+    }
+    if (rc == TD_OK) {
+        td_metrics_add("tandem_outbox_messages_total",
+                       drop ? "outcome=\"skipped\",reason=\"capped\""
+                            : "outcome=\"deferred\",reason=\"capped\"",
+                       1);
+    }
+    return rc;
+}
+
+/* Claims one due row; *got false when none (or when caps settled it). */
+static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent, bool *capped)
 {
     td_store_conn_t *c = td_store_acquire(o->st);
     td_store_outbox_t *rows = NULL;
@@ -332,6 +436,7 @@ static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent
     int n = 0, rc;
 
     *got = false;
+    *capped = false;
     if ((rc = td_store_begin(c)) != TD_OK) {
         td_store_release(o->st, c);
         return rc;
@@ -340,6 +445,10 @@ static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent
                                wall + o->cfg->outbox_lease * 1000, 1, &rows, &n);
     if (rc == TD_OK && n == 1) {
         rc = td_store_send_begin(c, rows[0].message_id, rows[0].journey_id, wall, resent);
+    }
+    if (rc == TD_OK && n == 1 && o->n_caps > 0 &&
+        (rc = apply_caps(o, c, &rows[0], capped)) == TD_OK && *capped) {
+        n = 0; /* settled inside this transaction */
     }
     if (rc == TD_OK) {
         rc = td_store_commit(c);
@@ -364,7 +473,9 @@ static int mark(td_outbox_t *o, const td_store_outbox_t *m, outcome_t *res)
     char error[400];
     int rc;
 
-    if (strcmp(status, "queued") == 0) {
+    if (res->next_ms > 0) {
+        next = res->next_ms;
+    } else if (strcmp(status, "queued") == 0) {
         if (m->attempts >= o->cfg->outbox_max_attempts) {
             status = "failed";
             log = "failed";
@@ -414,8 +525,11 @@ static void *sender_main(void *arg)
 
     while (!atomic_load(&o->stop)) {
         td_store_outbox_t m = { 0 };
-        bool got = false, resent = false;
-        int rc = claim(o, &m, &got, &resent);
+        bool got = false, resent = false, capped = false;
+        int rc = claim(o, &m, &got, &resent, &capped);
+        if (capped) {
+            continue;
+        }
         if (rc != TD_OK || !got) {
             if (rc != TD_OK) {
                 td_log(TD_LOG_WARN, "outbox", "claim failed rc=%s", td_strerror(rc));
@@ -498,6 +612,21 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
                           "set mail_from to the sender address (e.g. news@shop.example)");
     }
     o = td_xcalloc(1, sizeof(*o));
+    if (td_cap_parse(cfg->cap, o->caps, TD_CAP_MAX, &o->n_caps, err) != TD_OK) {
+        free(o);
+        return TD_EINVAL;
+    }
+    if (td_quiet_parse(cfg->quiet_hours, &o->quiet_start, &o->quiet_end) != TD_OK) {
+        free(o);
+        return td_err_set(err, TD_EINVAL, "quiet_hours",
+                          "\"%s\": give HH:MM-HH:MM, e.g. 21:00-08:00", cfg->quiet_hours);
+    }
+    o->quiet = o->quiet_start != o->quiet_end;
+    if (td_tz_offset_parse(cfg->quiet_hours_tz, &o->default_tz_min) != TD_OK) {
+        free(o);
+        return td_err_set(err, TD_EINVAL, "quiet_hours_tz",
+                          "\"%s\": give UTC or an offset such as +02:00", cfg->quiet_hours_tz);
+    }
     o->st = st;
     o->clock = clock;
     o->cfg = cfg;
@@ -549,8 +678,9 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
         }
         o->n_threads++;
     }
-    td_log(TD_LOG_INFO, "outbox", "started senders=%d node=%s tracking=%s dkim=%s", o->n_threads,
-           o->node, o->track ? "on" : "off", o->dkim ? "on" : "off");
+    td_log(TD_LOG_INFO, "outbox", "started senders=%d node=%s tracking=%s dkim=%s caps=%d quiet=%s",
+           o->n_threads, o->node, o->track ? "on" : "off", o->dkim ? "on" : "off", o->n_caps,
+           o->quiet ? cfg->quiet_hours : "off");
     *out = o;
     return TD_OK;
 }

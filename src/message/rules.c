@@ -121,3 +121,83 @@ const char *td_outbox_data_skip(const json_t *data)
      * nothing to show */
     return n_arrays > 0 && n_empty == n_arrays ? "empty_recommendation" : NULL;
 }
+
+int td_cap_parse(const char *spec, td_cap_t *caps, int max, int *n, td_err_t *err)
+{
+    const char *p = spec ? spec : "";
+
+    *n = 0;
+    while (*p) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        char *end;
+        long long limit = strtoll(p, &end, 10);
+        if (end == p || *end != '/' || limit < 1 || limit > 1000000) {
+            return td_err_set(err, TD_EINVAL, "cap", "\"%s\": each cap is COUNT/PERIOD, e.g. 1/16h",
+                              spec);
+        }
+        p = end + 1;
+        long long amount = strtoll(p, &end, 10);
+        int64_t unit = 0;
+        switch (end > p ? *end : '\0') {
+        case 's':
+            unit = 1000;
+            break;
+        case 'm':
+            unit = 60000;
+            break;
+        case 'h':
+            unit = 3600000;
+            break;
+        case 'd':
+            unit = 86400000;
+            break;
+        case 'w':
+            unit = 7 * 86400000LL;
+            break;
+        default:
+            break;
+        }
+        if (unit == 0 || amount < 1 || amount > 3660) {
+            return td_err_set(err, TD_EINVAL, "cap",
+                              "\"%s\": a period is a number with s, m, h, d or w (e.g. 7d)", spec);
+        }
+        p = end + 1;
+        bool drop = false;
+        if (*p == ':') {
+            if (strncmp(p + 1, "drop", 4) == 0) {
+                drop = true;
+                p += 5;
+            } else if (strncmp(p + 1, "defer", 5) == 0) {
+                p += 6;
+            } else {
+                return td_err_set(err, TD_EINVAL, "cap", "\"%s\": after ':' comes drop or defer",
+                                  spec);
+            }
+        }
+        if (*p != '\0' && *p != ',' && *p != ' ') {
+            return td_err_set(err, TD_EINVAL, "cap", "\"%s\": separate caps with commas", spec);
+        }
+        if (*n == max) {
+            return td_err_set(err, TD_EINVAL, "cap", "at most %d caps", max);
+        }
+        caps[*n].limit = (int)limit;
+        caps[*n].window_ms = amount * unit;
+        caps[*n].drop = drop;
+        (*n)++;
+    }
+    return TD_OK;
+}
+
+int64_t td_cap_next_allowed_ms(const td_cap_t *cap, int64_t used, int64_t oldest_ms, int64_t now_ms)
+{
+    if (used < cap->limit) {
+        return now_ms;
+    }
+    int64_t t = oldest_ms + cap->window_ms;
+    return t > now_ms ? t : now_ms + 1000;
+}

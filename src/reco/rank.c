@@ -442,26 +442,24 @@ static int fill_similar(pass_t *ps, const td_reco_key_w_t *keys, int n_keys, int
         return 0;
     }
     td_reco_cands_t all = { 0 };
+    td_reco_strtab_t seen; /* candidate id -> index in all */
+    td_reco__strtab_init(&seen);
     for (int k = 0; k < n_keys; k++) {
         td_reco_cands_t one = { 0 };
         td_reco__content_similar(env->content, keys[k].id, ps->c->attr_weights,
                                  ps->c->n_attr_weights, ps->c->min_similarity, want * 4 + 50, &one);
         for (int i = 0; i < one.n; i++) {
             one.v[i].score *= keys[k].weight;
-            bool merged = false;
-            for (int j = 0; j < all.n; j++) {
-                if (strcmp(all.v[j].id, one.v[i].id) == 0) {
-                    all.v[j].score += one.v[i].score;
-                    merged = true;
-                    break;
-                }
-            }
-            if (!merged) {
+            uint32_t ix = td_reco__strtab_intern(&seen, one.v[i].id);
+            if ((int)ix < all.n) {
+                all.v[ix].score += one.v[i].score;
+            } else {
                 td_reco__cands_push(&all, &one.v[i]);
             }
         }
         td_reco__cands_release(&one);
     }
+    td_reco__strtab_release(&seen);
     td_reco__cands_sort(&all);
     int got = take(ps, &all, want, src, what);
     td_reco__cands_release(&all);

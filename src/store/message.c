@@ -96,6 +96,14 @@ int td_store_send_counts(td_store_conn_t *c, const char *journey_id, td_store_se
     return CALL(c, send_counts, journey_id, rows, n);
 }
 
+int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id,
+                       int64_t since_ms, int64_t now_ms, int64_t *n, int64_t *oldest_ms)
+{
+    *n = 0;
+    *oldest_ms = 0;
+    return CALL(c, cap_usage, profile_id, exclude_id, since_ms, now_ms, n, oldest_ms);
+}
+
 void td_store_template_release(td_store_template_t *t)
 {
     if (t == NULL) {

@@ -76,7 +76,9 @@ static const char P_DELETE_EXPIRED[] =
 
 static bool in_transaction(td_pg_conn_t *c)
 {
-    return PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+    PGTransactionStatusType t = PQtransactionStatus(c->pg);
+
+    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
 static int pgc_seq_next(void *conn, int64_t now_ms, int64_t *seq)

@@ -16,6 +16,7 @@
 
 typedef struct td_pg_conn {
     PGconn *pg;
+    bool in_tx; /* a BEGIN without its COMMIT/ROLLBACK yet */
     const char *stmt_keys[TD_PG_STMT_SLOTS];
     int n_prepared;
 } td_pg_conn_t;

@@ -55,6 +55,22 @@ static int result_rc(const PGresult *r)
     return TD_EIO;
 }
 
+/* A connection broken by a database restart is reopened before the next
+ * statement, unless a transaction was open on it: that one is lost, and the
+ * caller must see the failure (and roll back) rather than carry on. */
+static void ensure_connected(td_pg_conn_t *c)
+{
+    if (PQstatus(c->pg) == CONNECTION_OK || c->in_tx) {
+        return;
+    }
+    PQreset(c->pg);
+    memset(c->stmt_keys, 0, sizeof(c->stmt_keys));
+    c->n_prepared = 0;
+    if (PQstatus(c->pg) == CONNECTION_OK) {
+        td_log(TD_LOG_INFO, "store", "pg reconnected");
+    }
+}
+
 /* The prepared statement's name for sql on this connection, preparing it on
  * first use; NULL (logged) on failure. */
 static const char *prepared(td_pg_conn_t *c, const char *sql, int n_params, char *name,
@@ -87,12 +103,25 @@ static const char *prepared(td_pg_conn_t *c, const char *sql, int n_params, char
     TD_BUG("more than %d prepared PostgreSQL statements", TD_PG_STMT_SLOTS);
 }
 
-PGresult *td_store__pg_query(td_pg_conn_t *c, const char *sql, const td_pg_params_t *p, int *rc)
+/* True when a failed call found the connection dead outside a transaction:
+ * the statement never ran, so reconnecting and running it again is safe (a
+ * server restart is noticed only by the first call after it). */
+static bool retry_after_reconnect(td_pg_conn_t *c, bool was_in_tx)
+{
+    if (was_in_tx || PQstatus(c->pg) != CONNECTION_BAD) {
+        return false;
+    }
+    ensure_connected(c);
+    return PQstatus(c->pg) == CONNECTION_OK;
+}
+
+static PGresult *query_once(td_pg_conn_t *c, const char *sql, const td_pg_params_t *p, int *rc)
 {
     char name[32];
-    const char *stmt = prepared(c, sql, p ? p->n : 0, name, sizeof(name));
     PGresult *r;
 
+    ensure_connected(c);
+    const char *stmt = prepared(c, sql, p ? p->n : 0, name, sizeof(name));
     if (stmt == NULL) {
         *rc = PQstatus(c->pg) == CONNECTION_OK ? TD_EIO : TD_EBUSY;
         return NULL;
@@ -104,12 +133,27 @@ PGresult *td_store__pg_query(td_pg_conn_t *c, const char *sql, const td_pg_param
         return r;
     }
     *rc = result_rc(r);
-    if (*rc != TD_ECONFLICT) {
+    if (*rc != TD_ECONFLICT && PQstatus(c->pg) == CONNECTION_OK) {
         td_log(TD_LOG_ERROR, "store", "pg query failed: %s sql=\"%.80s\"", PQresultErrorMessage(r),
                sql);
     }
     PQclear(r);
     return NULL;
+}
+
+PGresult *td_store__pg_query(td_pg_conn_t *c, const char *sql, const td_pg_params_t *p, int *rc)
+{
+    bool was_in_tx = c->in_tx;
+    PGresult *r = query_once(c, sql, p, rc);
+
+    if (r == NULL && retry_after_reconnect(c, was_in_tx)) {
+        r = query_once(c, sql, p, rc);
+    }
+    if (r == NULL && PQstatus(c->pg) != CONNECTION_OK) {
+        td_log(TD_LOG_ERROR, "store", "pg connection lost: %s", PQerrorMessage(c->pg));
+        *rc = TD_EBUSY;
+    }
+    return r;
 }
 
 int td_store__pg_run(td_pg_conn_t *c, const char *sql, const td_pg_params_t *p)
@@ -138,17 +182,37 @@ int td_store__pg_query_int(td_pg_conn_t *c, const char *sql, const td_pg_params_
     return TD_OK;
 }
 
-int td_store__pg_exec(td_pg_conn_t *c, const char *sql)
+static int exec_once(td_pg_conn_t *c, const char *sql)
 {
-    PGresult *r = PQexec(c->pg, sql);
     int rc = TD_OK;
+    PGresult *r = PQexec(c->pg, sql);
 
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = result_rc(r);
+        rc = PQstatus(c->pg) == CONNECTION_OK ? result_rc(r) : TD_EBUSY;
         td_log(TD_LOG_ERROR, "store", "pg exec failed: %s sql=\"%.60s\"", PQresultErrorMessage(r),
                sql);
+    } else if (strncmp(sql, "BEGIN", 5) == 0) {
+        c->in_tx = true;
     }
     PQclear(r);
+    return rc;
+}
+
+int td_store__pg_exec(td_pg_conn_t *c, const char *sql)
+{
+    bool was_in_tx = c->in_tx;
+    int rc;
+
+    if (strncmp(sql, "COMMIT", 6) == 0 ||
+        (strncmp(sql, "ROLLBACK", 8) == 0 && strncmp(sql, "ROLLBACK TO", 11) != 0)) {
+        c->in_tx = false; /* whatever the outcome, the transaction is over */
+        return exec_once(c, sql);
+    }
+    ensure_connected(c);
+    rc = exec_once(c, sql);
+    if (rc != TD_OK && retry_after_reconnect(c, was_in_tx)) {
+        rc = exec_once(c, sql);
+    }
     return rc;
 }
 

@@ -210,16 +210,7 @@ static void pg_conn_close(void *conn)
 
 static int pg_exec_sql(void *conn, const char *sql)
 {
-    td_pg_conn_t *c = conn;
-
-    /* a connection broken by a database restart is reopened on the next
-     * transaction rather than failing forever */
-    if (PQstatus(c->pg) != CONNECTION_OK && strcmp(sql, "BEGIN") == 0) {
-        PQreset(c->pg);
-        memset(c->stmt_keys, 0, sizeof(c->stmt_keys));
-        c->n_prepared = 0;
-    }
-    return td_store__pg_exec(c, sql);
+    return td_store__pg_exec(conn, sql);
 }
 
 static int pg_meta_get(void *conn, const char *key, char **value)

@@ -42,6 +42,12 @@ static const char S_SEND_COUNTS[] =
     "SELECT coalesce(outcome, 'sending'), coalesce(reason, ''), count(*), sum(resent) "
     "FROM message_sends WHERE journey_id = ?1 GROUP BY 1, 2 ORDER BY 1, 2";
 
+/* the outbox rows of the profile that count against its caps */
+static const char S_CAP_USAGE[] =
+    "SELECT count(*), coalesce(min(CASE WHEN status = 'sent' THEN sent_ms ELSE ?4 END), 0) "
+    "FROM outbox WHERE profile_id = ?1 AND id <> ?2 AND ((status = 'sent' AND sent_ms >= ?3) "
+    "OR status = 'sending')";
+
 static sqlite3_stmt *stmt(td_sqlite_conn_t *c, const char *sql)
 {
     return td_store__sqlite_stmt(c, sql);
@@ -297,6 +303,28 @@ static int sd_counts(void *conn, const char *journey_id, td_store_send_count_t *
     return rc == SQLITE_DONE ? TD_OK : td_store__sqlite_error(c->db, S_SEND_COUNTS);
 }
 
+static int cap_usage(void *conn, int64_t profile_id, int64_t exclude_id, int64_t since_ms,
+                     int64_t now_ms, int64_t *n, int64_t *oldest_ms)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = stmt(c, S_CAP_USAGE);
+    int rc;
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    sqlite3_bind_int64(st, 1, profile_id);
+    sqlite3_bind_int64(st, 2, exclude_id);
+    sqlite3_bind_int64(st, 3, since_ms);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *n = sqlite3_column_int64(st, 0);
+        *oldest_ms = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? TD_OK : td_store__sqlite_error(c->db, S_CAP_USAGE);
+}
+
 const td_store_message_ops_t td_store_sqlite_message_ops = {
     .template_put = mt_put,
     .template_get = mt_get,
@@ -309,4 +337,5 @@ const td_store_message_ops_t td_store_sqlite_message_ops = {
     .send_begin = sd_begin,
     .send_end = sd_end,
     .send_counts = sd_counts,
+    .cap_usage = cap_usage,
 };

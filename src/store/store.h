@@ -583,6 +583,8 @@ typedef struct td_store_message_ops {
     int (*send_end)(void *conn, const char *message_id, const char *outcome, const char *reason,
                     int64_t wall_ms);
     int (*send_counts)(void *conn, const char *journey_id, td_store_send_count_t **rows, int *n);
+    int (*cap_usage)(void *conn, int64_t profile_id, int64_t exclude_id, int64_t since_ms,
+                     int64_t now_ms, int64_t *n, int64_t *oldest_ms);
 } td_store_message_ops_t;
 
 extern const td_store_message_ops_t td_store_sqlite_message_ops;
@@ -621,5 +623,12 @@ int td_store_send_end(td_store_conn_t *c, const char *message_id, const char *ou
                       const char *reason, int64_t wall_ms) TD_MUST_CHECK;
 int td_store_send_counts(td_store_conn_t *c, const char *journey_id, td_store_send_count_t **rows,
                          int *n) TD_MUST_CHECK;
+/* Frequency caps: how many emails of the profile (other than outbox row
+ * exclude_id) were sent at or after since_ms, or are being sent now (their
+ * time taken as now_ms), and the oldest of those times (0 when none). Call
+ * in the claim's transaction, so that two sends cannot both pass a cap. */
+int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id,
+                       int64_t since_ms, int64_t now_ms, int64_t *n,
+                       int64_t *oldest_ms) TD_MUST_CHECK;
 
 #endif

@@ -140,6 +140,17 @@ static const setting_t settings[] = {
       "send attempts (temporary failures) before a message is marked failed" },
     { "outbox_retry_base", T_INT, OFF(outbox_retry_base), "60", 1, 86400, NULL, false,
       "seconds before the first retry of a message; doubled each time, at most 6 hours" },
+    { "cap", T_STR, OFF(cap), "", 0, 0, NULL, false,
+      "frequency caps on emails per profile across journeys, e.g. \"1/16h, 3/7d:drop\" "
+      "(COUNT/PERIOD with s, m, h, d or w; over a cap a message waits (defer, the default) "
+      "or is dropped)" },
+    { "quiet_hours", T_STR, OFF(quiet_hours), "", 0, 0, NULL, false,
+      "no email in this window of the recipient's local time, e.g. 21:00-08:00; empty = none" },
+    { "quiet_hours_tz", T_STR, OFF(quiet_hours_tz), "UTC", 0, 0, NULL, false,
+      "UTC offset for quiet hours when neither the profile nor the journey gives one "
+      "(UTC, +02:00, -05:30)" },
+    { "quiet_hold_max_hours", T_INT, OFF(quiet_hold_max_hours), "12", 0, 720, NULL, false,
+      "a message held by quiet hours longer than this (since it was queued) is dropped" },
 };
 
 static void *field(td_config_t *cfg, const setting_t *s)

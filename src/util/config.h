@@ -77,6 +77,10 @@ typedef struct td_config {
     int64_t outbox_lease;        /* seconds a sender holds a claimed outbox row */
     int64_t outbox_max_attempts; /* send attempts before a message fails */
     int64_t outbox_retry_base;   /* seconds before the first retry; doubles each time */
+    char *cap;                   /* frequency caps per profile: "1/16h, 3/7d:drop" */
+    char *quiet_hours;           /* "21:00-08:00" in the recipient's time; empty = none */
+    char *quiet_hours_tz;        /* time zone when the profile and journey give none */
+    int64_t quiet_hold_max_hours; /* held longer than this: dropped */
 } td_config_t;
 
 /* Fills cfg with the defaults. */
