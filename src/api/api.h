@@ -24,6 +24,8 @@ typedef struct td_app {
     td_journey_engine_t *journeys;
     /* the outbox sender (NULL when not sending) */
     struct td_outbox *outbox;
+    /* the recommendation service (recs_service.c) */
+    struct td_recs *recs;
 } td_app_t;
 
 /* Every route of the server, ending with a NULL method. */
@@ -101,5 +103,33 @@ void td_api_journey_messages(td_http_req_t *req, void *app);
  * reason, failed, bounced, retrying, resent_after_crash); NULL on a store
  * error or a store without message tables. You own the result. */
 json_t *td_api_messages_report(td_store_t *store, const char *journey_id);
+
+/* The recommendation service (recs_service.c): the engine of src/reco fed
+ * by the ingest writer and the catalog index, the criteria and CUSTOM lists,
+ * and the journey engine's recommender. */
+typedef struct td_recs td_recs_t;
+int td_recs_open(td_app_t *app, td_recs_t **out) TD_MUST_CHECK;
+void td_recs_close(td_recs_t *r);
+/* Validates and stores a criteria under id (the body's "id" must match). */
+int td_recs_criteria_put(td_recs_t *r, const char *id, const char *json, size_t len,
+                         bool *created, td_err_t *err) TD_MUST_CHECK;
+json_t *td_recs_criteria_get(td_recs_t *r, const char *id); /* NULL: none */
+json_t *td_recs_criteria_list(td_recs_t *r);
+int td_recs_criteria_delete(td_recs_t *r, const char *id) TD_MUST_CHECK;
+/* CUSTOM lists (CSV) for criteria with this customId; *n_keys = rows kept. */
+int td_recs_custom_put(td_recs_t *r, const char *id, const char *csv, size_t len, int *n_keys,
+                       td_err_t *err) TD_MUST_CHECK;
+/* A recommendation request (the body of POST /v1/recommendations) to its
+ * reply {"items", "criteria", "backup", ...}; you own *out. */
+int td_recs_recommend(td_recs_t *r, const json_t *req, json_t **out, td_err_t *err) TD_MUST_CHECK;
+
+/* Recommendations and criteria (recommendations.c). */
+void td_api_criteria_list(td_http_req_t *req, void *app);
+void td_api_criteria_get(td_http_req_t *req, void *app);
+void td_api_criteria_put(td_http_req_t *req, void *app);
+void td_api_criteria_delete(td_http_req_t *req, void *app);
+void td_api_criteria_custom_put(td_http_req_t *req, void *app);
+void td_api_recommendations_post(td_http_req_t *req, void *app);
+void td_api_recommendations_get(td_http_req_t *req, void *app);
 
 #endif

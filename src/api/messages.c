@@ -14,12 +14,13 @@ json_t *td_api_messages_report(td_store_t *store, const char *journey_id)
     td_store_send_count_t *rows = NULL;
     int n = 0, rc;
     json_int_t targeted = 0, sent = 0, failed = 0, bounced = 0, retry = 0, sending = 0, skipped = 0,
-               resent = 0;
-    json_t *reasons = json_object(), *failures = json_object();
+               resent = 0, deferred = 0;
+    json_t *reasons = json_object(), *failures = json_object(), *waits = json_object();
 
     if (!td_store_messages_supported(store)) {
         json_decref(reasons);
         json_decref(failures);
+        json_decref(waits);
         return NULL;
     }
     td_store_conn_t *c = td_store_acquire(store);
@@ -28,6 +29,7 @@ json_t *td_api_messages_report(td_store_t *store, const char *journey_id)
     if (rc != TD_OK) {
         json_decref(reasons);
         json_decref(failures);
+        json_decref(waits);
         return NULL;
     }
     for (int i = 0; i < n; i++) {
@@ -45,16 +47,36 @@ json_t *td_api_messages_report(td_store_t *store, const char *journey_id)
         } else if (strcmp(r->outcome, "skipped") == 0) {
             skipped += r->n;
             json_object_set_new(reasons, r->reason, json_integer(r->n));
+        } else if (strcmp(r->outcome, "deferred") == 0) {
+            deferred += r->n;
+            json_object_set_new(waits, r->reason, json_integer(r->n));
         } else {
             sending += r->n;
         }
     }
     td_store_send_counts_free(rows, n);
-    return json_pack("{s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:I, s:I}", "journey",
-                     journey_id, "targeted", targeted, "sent", sent, "skipped", skipped,
-                     "skipped_by_reason", reasons, "failed", failed, "bounced", bounced,
-                     "failed_by_reason", failures, "retrying", retry, "sending", sending,
-                     "resent_after_crash", resent);
+    json_t *out =
+        json_pack("{s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:I, s:I}", "journey", journey_id,
+                  "targeted", targeted, "sent", sent, "skipped", skipped, "skipped_by_reason",
+                  reasons, "failed", failed, "bounced", bounced, "failed_by_reason", failures,
+                  "retrying", retry, "sending", sending, "resent_after_crash", resent);
+    td_store_msg_outcomes_t oc;
+    c = td_store_acquire(store);
+    rc = td_store_journey_msg_outcomes(c, journey_id, &oc);
+    td_store_release(store, c);
+    if (rc != TD_OK) {
+        json_decref(out);
+        json_decref(waits);
+        return NULL;
+    }
+    json_object_set_new(out, "opened", json_integer(oc.opened));
+    json_object_set_new(out, "clicked", json_integer(oc.clicked));
+    json_object_set_new(out, "unsubscribed", json_integer(oc.unsubscribed));
+    json_object_set_new(out, "converted", json_integer(oc.converted));
+    json_object_set_new(out, "revenue", json_real(oc.revenue));
+    json_object_set_new(out, "deferred", json_integer(deferred));
+    json_object_set_new(out, "deferred_by_reason", waits);
+    return out;
 }
 
 void td_api_journey_messages(td_http_req_t *req, void *arg)

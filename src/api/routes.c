@@ -45,5 +45,12 @@ const td_http_route_t td_api_routes[] = {
     { "POST", "/v1/suppressions", td_api_suppressions_post, TD_ROUTE_ADMIN },
     { "DELETE", "/v1/suppressions/{key}", td_api_suppression_delete, TD_ROUTE_ADMIN },
     { "GET", "/v1/journeys/{id}/messages", td_api_journey_messages, TD_ROUTE_ADMIN },
+    { "GET", "/v1/criteria", td_api_criteria_list, TD_ROUTE_ADMIN },
+    { "PUT", "/v1/criteria/{id}/custom", td_api_criteria_custom_put, TD_ROUTE_ADMIN },
+    { "GET", "/v1/criteria/{id}", td_api_criteria_get, TD_ROUTE_ADMIN },
+    { "PUT", "/v1/criteria/{id}", td_api_criteria_put, TD_ROUTE_ADMIN },
+    { "DELETE", "/v1/criteria/{id}", td_api_criteria_delete, TD_ROUTE_ADMIN },
+    { "POST", "/v1/recommendations", td_api_recommendations_post, TD_ROUTE_ADMIN },
+    { "GET", "/v1/recommendations", td_api_recommendations_get, TD_ROUTE_ADMIN },
     { NULL, NULL, NULL, 0 },
 };

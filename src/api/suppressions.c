@@ -190,12 +190,12 @@ void td_api_suppressions_list(td_http_req_t *req, void *arg)
     td_app_t *app = arg;
     const char *after = td_http_query(req, "after"), *lim = td_http_query(req, "limit");
     td_store_suppression_t *rows = NULL;
-    int n = 0, limit = lim ? (int)strtol(lim, NULL, 10) : 100, rc;
+    long want = lim ? strtol(lim, NULL, 10) : 100;
+    int n = 0, limit = want < 1 ? 1 : want > MAX_PAGE ? MAX_PAGE : (int)want, rc;
 
     if (!ready(req, app)) {
         return;
     }
-    limit = limit < 1 ? 1 : limit > MAX_PAGE ? MAX_PAGE : limit;
     td_store_conn_t *c = td_store_acquire(app->store);
     rc = td_store_suppression_list(c, after ? after : "", limit, &rows, &n);
     td_store_release(app->store, c);

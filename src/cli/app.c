@@ -97,6 +97,9 @@ static int open_outbox(td_app_t *app)
         td_log(TD_LOG_WARN, "template", "cannot load templates from dir=%s",
                app->cfg->templates_dir);
     }
+    if (td_store_messages_supported(app->store)) {
+        td_ingest_add_tx_hook(app->ingest, td_message_ingest_hook, (void *)app->cfg);
+    }
     if (td_outbox_open(app->store, app->clock, app->cfg, &app->outbox, &err) != TD_OK) {
         fprintf(stderr, "tandem: %s%s%s\n", err.path, *err.path ? ": " : "", err.message);
         return TD_EINVAL;
@@ -157,6 +160,10 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
         td_cli_app_close(app);
         return rc;
     }
+    if ((rc = td_recs_open(app, &app->recs)) != TD_OK) {
+        td_cli_app_close(app);
+        return rc;
+    }
     app->started_ms = td_wall_ms();
     td_api_init_metrics();
     return TD_OK;
@@ -167,6 +174,7 @@ void td_cli_app_close(td_app_t *app)
     td_ingest_close(app->ingest); /* first: no event may reach a closed engine */
     td_outbox_close(app->outbox);
     td_journey_engine_close(app->journeys);
+    td_recs_close(app->recs); /* after the journeys: their steps call it */
     td_catalog_free(app->catalog);
     td_store_close(app->store);
     free(app->clock);

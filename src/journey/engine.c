@@ -1407,9 +1407,45 @@ int64_t td_journey_engine_run_due(td_journey_engine_t *eng)
     return total;
 }
 
+/* Other nodes sharing the store change journeys too: about once a second
+ * the runner compares a fingerprint of the journeys table with the last one
+ * and rebuilds the snapshot when it moved. */
+static void poll_journeys(td_journey_engine_t *eng, uint64_t *seen, int64_t *last_us)
+{
+    td_store_journey_t *rows = NULL;
+    int n = 0;
+    uint64_t h = 1469598103934665603ULL;
+
+    if (td_mono_us() - *last_us < 1000000) {
+        return;
+    }
+    *last_us = td_mono_us();
+    td_store_conn_t *c = td_store_acquire(eng->store);
+    int rc = td_store_journey_list(c, &rows, &n);
+    td_store_release(eng->store, c);
+    if (rc != TD_OK) {
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        char line[400];
+        int len = snprintf(line, sizeof(line), "%s|%s|%lld|%lld|%lld;", rows[i].id,
+                           rows[i].status, (long long)rows[i].live_version,
+                           (long long)rows[i].latest_version, (long long)rows[i].updated_ms);
+        for (int k = 0; k < len && k < (int)sizeof(line) - 1; k++) {
+            h = (h ^ (unsigned char)line[k]) * 1099511628211ULL;
+        }
+    }
+    td_store_journeys_free(rows, n);
+    if (h != *seen && td_journey__snap_rebuild(eng) == TD_OK) {
+        *seen = h;
+    }
+}
+
 static void *runner_main(void *arg)
 {
     td_journey_engine_t *eng = arg;
+    uint64_t journeys_seen = 0;
+    int64_t polled_us = 0;
 
     while (!atomic_load(&eng->stopping)) {
         bool more = false;
@@ -1417,6 +1453,7 @@ static void *runner_main(void *arg)
         if (more && steps >= 0) {
             continue;
         }
+        poll_journeys(eng, &journeys_seen, &polled_us);
         /* sleep until woken, the next due time (real clock), or a second */
         int64_t wait_ms = 1000;
         if (!eng->clock->is_virtual) {

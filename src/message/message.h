@@ -341,6 +341,16 @@ void td_outbox_close(td_outbox_t *o);
 int td_message_templates_load_dir(struct td_store *st, const char *dir, int64_t now_ms,
                                   int *n_loaded) TD_MUST_CHECK;
 
+/* The ingest hook (attribution.c; register with td_ingest_add_tx_hook and a
+ * td_config_t as ctx): counts opens, clicks and unsubscribes per message
+ * and credits a purchase to the profile's latest email click within
+ * attribution_window_hours. Declared with plain types to keep this header
+ * free of the collect module: the event is a const td_event_t *. */
+struct td_event;
+struct td_store_conn;
+int td_message_ingest_hook(void *ctx, struct td_store_conn *conn, const struct td_event *ev,
+                           int64_t profile_id, int64_t seq, int64_t received_ms);
+
 /* Pure parts (rules.c). The delay before retry number attempts (1-based):
  * base_ms doubled per attempt, at most 6 hours. */
 int64_t td_outbox_backoff_ms(int attempts, int64_t base_ms);

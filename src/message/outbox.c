@@ -6,13 +6,16 @@
  * tracking tokens) so the receiver can recognise the duplicate. */
 #include "message/message.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -319,9 +322,16 @@ static bool may_send(td_outbox_t *o, td_store_conn_t *c, const td_store_outbox_t
     if (m->profile_id > 0 && td_store_profile_resolve(c, m->profile_id, &pid) == TD_OK &&
         td_store_profile_load(c, pid, &p) == TD_OK) {
         int consent = p.consent_marketing;
+        /* out through our unsubscribe link, or refused elsewhere (a signup form) */
+        bool by_link = p.consent_source && strcmp(p.consent_source, "track") == 0;
         td_store_profile_release(&p);
         if (consent == 2) {
-            skip(res, "unsubscribed", "the profile's marketing consent is out");
+            skip(res, by_link ? "unsubscribed" : "no_consent",
+                 by_link ? "the recipient unsubscribed" : "the profile's marketing consent is out");
+            return false;
+        }
+        if (consent == 0 && strcmp(o->cfg->consent_required, "yes") == 0) {
+            skip(res, "no_consent", "consent_required is set and the profile never opted in");
             return false;
         }
     }
@@ -448,7 +458,7 @@ static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent
     }
     if (rc == TD_OK && n == 1 && o->n_caps > 0 &&
         (rc = apply_caps(o, c, &rows[0], capped)) == TD_OK && *capped) {
-        n = 0; /* settled inside this transaction */
+        /* settled inside this transaction */
     }
     if (rc == TD_OK) {
         rc = td_store_commit(c);
@@ -456,7 +466,8 @@ static int claim(td_outbox_t *o, td_store_outbox_t *out, bool *got, bool *resent
         td_store_rollback(c);
     }
     td_store_release(o->st, c);
-    if (rc == TD_OK && n == 1) {
+    *capped = *capped && rc == TD_OK;
+    if (rc == TD_OK && n == 1 && !*capped) {
         *out = rows[0];
         memset(&rows[0], 0, sizeof(rows[0]));
         *got = true;
@@ -555,7 +566,12 @@ static void *sender_main(void *arg)
         attempt(o, &m, &res);
         char masked[128];
         td_log_mask_email(m.recipient, masked, sizeof(masked));
-        if ((rc = mark(o, &m, &res)) != TD_OK) {
+        /* the verdict is in: a busy store must not turn it into a resend */
+        for (int i = 0; (rc = mark(o, &m, &res)) == TD_EBUSY && i < 50; i++) {
+            struct timespec pause = { .tv_sec = 0, .tv_nsec = 100 * 1000000L };
+            nanosleep(&pause, NULL);
+        }
+        if (rc != TD_OK) {
             td_log(TD_LOG_ERROR, "outbox", "cannot mark id=%lld rc=%s (the lease may have run out)",
                    (long long)m.id, td_strerror(rc));
         }
@@ -599,6 +615,20 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
     td_metrics_describe("tandem_outbox_resent_after_crash_total", "counter",
                         "messages sent again with the same Message-ID because a crash came "
                         "between the SMTP server's reply and the mark");
+    /* settings are checked even when nothing is sent, so a typo shows at once */
+    td_cap_t caps[TD_CAP_MAX];
+    int n_caps = 0, quiet_start = 0, quiet_end = 0, tz_min = 0;
+    if (td_cap_parse(cfg->cap, caps, TD_CAP_MAX, &n_caps, err) != TD_OK) {
+        return TD_EINVAL;
+    }
+    if (td_quiet_parse(cfg->quiet_hours, &quiet_start, &quiet_end) != TD_OK) {
+        return td_err_set(err, TD_EINVAL, "quiet_hours",
+                          "\"%s\": give HH:MM-HH:MM, e.g. 21:00-08:00", cfg->quiet_hours);
+    }
+    if (td_tz_offset_parse(cfg->quiet_hours_tz, &tz_min) != TD_OK) {
+        return td_err_set(err, TD_EINVAL, "quiet_hours_tz",
+                          "\"%s\": give UTC or an offset such as +02:00", cfg->quiet_hours_tz);
+    }
     if (!td_store_messages_supported(st) || !td_store_journeys_supported(st)) {
         td_log(TD_LOG_WARN, "outbox", "not supported by store=%s", td_store_backend(st));
         return TD_OK;
@@ -611,22 +641,18 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
         return td_err_set(err, TD_EINVAL, "mail_from",
                           "set mail_from to the sender address (e.g. news@shop.example)");
     }
+    if (cfg->outbox_lease <= cfg->smtp_timeout) {
+        /* a send still running when its lease ends may be made a second time elsewhere */
+        td_log(TD_LOG_WARN, "outbox", "outbox_lease=%lld is not above smtp_timeout=%lld",
+               (long long)cfg->outbox_lease, (long long)cfg->smtp_timeout);
+    }
     o = td_xcalloc(1, sizeof(*o));
-    if (td_cap_parse(cfg->cap, o->caps, TD_CAP_MAX, &o->n_caps, err) != TD_OK) {
-        free(o);
-        return TD_EINVAL;
-    }
-    if (td_quiet_parse(cfg->quiet_hours, &o->quiet_start, &o->quiet_end) != TD_OK) {
-        free(o);
-        return td_err_set(err, TD_EINVAL, "quiet_hours",
-                          "\"%s\": give HH:MM-HH:MM, e.g. 21:00-08:00", cfg->quiet_hours);
-    }
-    o->quiet = o->quiet_start != o->quiet_end;
-    if (td_tz_offset_parse(cfg->quiet_hours_tz, &o->default_tz_min) != TD_OK) {
-        free(o);
-        return td_err_set(err, TD_EINVAL, "quiet_hours_tz",
-                          "\"%s\": give UTC or an offset such as +02:00", cfg->quiet_hours_tz);
-    }
+    memcpy(o->caps, caps, sizeof(caps));
+    o->n_caps = n_caps;
+    o->quiet_start = quiet_start;
+    o->quiet_end = quiet_end;
+    o->quiet = quiet_start != quiet_end;
+    o->default_tz_min = tz_min;
     o->st = st;
     o->clock = clock;
     o->cfg = cfg;
@@ -729,8 +755,6 @@ static char *slurp(const char *path, size_t max)
     td_buf_addc(&b, '\0');
     return td_buf_detach(&b);
 }
-
-#include <dirent.h>
 
 int td_message_templates_load_dir(struct td_store *st, const char *dir, int64_t now_ms,
                                   int *n_loaded)

@@ -96,12 +96,30 @@ int td_store_send_counts(td_store_conn_t *c, const char *journey_id, td_store_se
     return CALL(c, send_counts, journey_id, rows, n);
 }
 
-int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id,
-                       int64_t since_ms, int64_t now_ms, int64_t *n, int64_t *oldest_ms)
+int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id, int64_t since_ms,
+                       int64_t now_ms, int64_t *n, int64_t *oldest_ms)
 {
     *n = 0;
     *oldest_ms = 0;
     return CALL(c, cap_usage, profile_id, exclude_id, since_ms, now_ms, n, oldest_ms);
+}
+
+int td_store_engagement_add(td_store_conn_t *c, const char *message_id, const char *journey_id,
+                            const char *kind, int64_t ts_ms)
+{
+    return CALL(c, engagement_add, message_id, journey_id, kind, ts_ms);
+}
+
+int td_store_attribution_add(td_store_conn_t *c, const td_store_attribution_t *a)
+{
+    return CALL(c, attribution_add, a);
+}
+
+int td_store_journey_msg_outcomes(td_store_conn_t *c, const char *journey_id,
+                                  td_store_msg_outcomes_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    return CALL(c, journey_outcomes, journey_id, out);
 }
 
 void td_store_template_release(td_store_template_t *t)

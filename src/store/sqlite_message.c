@@ -48,6 +48,19 @@ static const char S_CAP_USAGE[] =
     "FROM outbox WHERE profile_id = ?1 AND id <> ?2 AND ((status = 'sent' AND sent_ms >= ?3) "
     "OR status = 'sending')";
 
+static const char S_ENG_ADD[] =
+    "INSERT INTO message_engagement (message_id, journey_id, kind, first_ms, n) "
+    "VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (message_id, kind) DO UPDATE SET n = n + 1, "
+    "first_ms = min(first_ms, excluded.first_ms)";
+static const char S_ATTR_ADD[] =
+    "INSERT INTO message_attributions (order_id, profile_id, journey_id, step, message_id, "
+    "label, revenue, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+    "ON CONFLICT (order_id) DO NOTHING";
+static const char S_ENG_COUNTS[] =
+    "SELECT kind, count(*) FROM message_engagement WHERE journey_id = ?1 GROUP BY kind";
+static const char S_ATTR_SUM[] =
+    "SELECT count(*), coalesce(sum(revenue), 0) FROM message_attributions WHERE journey_id = ?1";
+
 static sqlite3_stmt *stmt(td_sqlite_conn_t *c, const char *sql)
 {
     return td_store__sqlite_stmt(c, sql);
@@ -325,6 +338,82 @@ static int cap_usage(void *conn, int64_t profile_id, int64_t exclude_id, int64_t
     return rc == SQLITE_ROW ? TD_OK : td_store__sqlite_error(c->db, S_CAP_USAGE);
 }
 
+static int eng_add(void *conn, const char *message_id, const char *journey_id, const char *kind,
+                   int64_t ts_ms)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = stmt(c, S_ENG_ADD);
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    td_store__sqlite_bind_text(st, 1, message_id);
+    td_store__sqlite_bind_text(st, 2, journey_id ? journey_id : "");
+    td_store__sqlite_bind_text(st, 3, kind);
+    sqlite3_bind_int64(st, 4, ts_ms);
+    return td_store__sqlite_run(c, st);
+}
+
+static int attr_add(void *conn, const td_store_attribution_t *a)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = stmt(c, S_ATTR_ADD);
+    int rc;
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    td_store__sqlite_bind_text(st, 1, a->order_id);
+    sqlite3_bind_int64(st, 2, a->profile_id);
+    td_store__sqlite_bind_text(st, 3, a->journey_id ? a->journey_id : "");
+    td_store__sqlite_bind_text(st, 4, a->step);
+    td_store__sqlite_bind_text(st, 5, a->message_id);
+    td_store__sqlite_bind_text(st, 6, a->label);
+    sqlite3_bind_double(st, 7, a->revenue);
+    sqlite3_bind_int64(st, 8, a->ts_ms);
+    if ((rc = td_store__sqlite_run(c, st)) != TD_OK) {
+        return rc;
+    }
+    return sqlite3_changes(c->db) == 1 ? TD_OK : TD_ECONFLICT;
+}
+
+static int outcomes(void *conn, const char *journey_id, td_store_msg_outcomes_t *out)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = stmt(c, S_ENG_COUNTS);
+    int rc;
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    td_store__sqlite_bind_text(st, 1, journey_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *kind = (const char *)sqlite3_column_text(st, 0);
+        int64_t n = sqlite3_column_int64(st, 1);
+        if (kind && strcmp(kind, "opened") == 0) {
+            out->opened = n;
+        } else if (kind && strcmp(kind, "clicked") == 0) {
+            out->clicked = n;
+        } else if (kind && strcmp(kind, "unsubscribed") == 0) {
+            out->unsubscribed = n;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        return td_store__sqlite_error(c->db, S_ENG_COUNTS);
+    }
+    if ((st = stmt(c, S_ATTR_SUM)) == NULL) {
+        return TD_EIO;
+    }
+    td_store__sqlite_bind_text(st, 1, journey_id);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        out->converted = sqlite3_column_int64(st, 0);
+        out->revenue = sqlite3_column_double(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? TD_OK : td_store__sqlite_error(c->db, S_ATTR_SUM);
+}
+
 const td_store_message_ops_t td_store_sqlite_message_ops = {
     .template_put = mt_put,
     .template_get = mt_get,
@@ -338,4 +427,7 @@ const td_store_message_ops_t td_store_sqlite_message_ops = {
     .send_end = sd_end,
     .send_counts = sd_counts,
     .cap_usage = cap_usage,
+    .engagement_add = eng_add,
+    .attribution_add = attr_add,
+    .journey_outcomes = outcomes,
 };

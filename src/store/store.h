@@ -430,6 +430,7 @@ typedef struct td_store_journey_ops {
 } td_store_journey_ops_t;
 
 extern const td_store_journey_ops_t td_store_sqlite_journey_ops;
+extern const td_store_journey_ops_t td_store_postgres_journey_ops;
 
 /* True when the store's backend has the journey tables. */
 bool td_store_journeys_supported(const td_store_t *st);
@@ -561,6 +562,25 @@ typedef struct td_store_send_count {
     int64_t resent; /* attempts started again after a crash */
 } td_store_send_count_t;
 
+/* A purchase credited to the email click that came before it. */
+typedef struct td_store_attribution {
+    const char *order_id; /* unique: an order is credited once */
+    int64_t profile_id;
+    const char *journey_id;
+    const char *step;
+    const char *message_id;
+    const char *label; /* the clicked link's label, e.g. "item:SKU-1,slot:2" */
+    double revenue;
+    int64_t ts_ms;
+} td_store_attribution_t;
+
+/* What recipients did with a journey's emails. */
+typedef struct td_store_msg_outcomes {
+    int64_t opened, clicked, unsubscribed; /* distinct messages */
+    int64_t converted;                      /* attributed orders */
+    double revenue;
+} td_store_msg_outcomes_t;
+
 void td_store_template_release(td_store_template_t *t);
 void td_store_templates_free(td_store_template_t *rows, int n);
 void td_store_suppression_release(td_store_suppression_t *s);
@@ -585,6 +605,10 @@ typedef struct td_store_message_ops {
     int (*send_counts)(void *conn, const char *journey_id, td_store_send_count_t **rows, int *n);
     int (*cap_usage)(void *conn, int64_t profile_id, int64_t exclude_id, int64_t since_ms,
                      int64_t now_ms, int64_t *n, int64_t *oldest_ms);
+    int (*engagement_add)(void *conn, const char *message_id, const char *journey_id,
+                          const char *kind, int64_t ts_ms);
+    int (*attribution_add)(void *conn, const td_store_attribution_t *a);
+    int (*journey_outcomes)(void *conn, const char *journey_id, td_store_msg_outcomes_t *out);
 } td_store_message_ops_t;
 
 extern const td_store_message_ops_t td_store_sqlite_message_ops;
@@ -627,6 +651,15 @@ int td_store_send_counts(td_store_conn_t *c, const char *journey_id, td_store_se
  * exclude_id) were sent at or after since_ms, or are being sent now (their
  * time taken as now_ms), and the oldest of those times (0 when none). Call
  * in the claim's transaction, so that two sends cannot both pass a cap. */
+/* Engagement and attribution, written by the ingest hook in the event's
+ * transaction. engagement_add: kind "opened", "clicked" or "unsubscribed"
+ * of a message (repeats add up). attribution_add: TD_ECONFLICT when the
+ * order was credited already. outcomes: the journey's totals. */
+int td_store_engagement_add(td_store_conn_t *c, const char *message_id, const char *journey_id,
+                            const char *kind, int64_t ts_ms) TD_MUST_CHECK;
+int td_store_attribution_add(td_store_conn_t *c, const td_store_attribution_t *a) TD_MUST_CHECK;
+int td_store_journey_msg_outcomes(td_store_conn_t *c, const char *journey_id,
+                                  td_store_msg_outcomes_t *out) TD_MUST_CHECK;
 int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id,
                        int64_t since_ms, int64_t now_ms, int64_t *n,
                        int64_t *oldest_ms) TD_MUST_CHECK;

@@ -151,6 +151,10 @@ static const setting_t settings[] = {
       "(UTC, +02:00, -05:30)" },
     { "quiet_hold_max_hours", T_INT, OFF(quiet_hold_max_hours), "12", 0, 720, NULL, false,
       "a message held by quiet hours longer than this (since it was queued) is dropped" },
+    { "attribution_window_hours", T_INT, OFF(attribution_window_hours), "72", 1, 8760, NULL,
+      false, "a purchase this many hours or less after an email click is credited to that email" },
+    { "consent_required", T_ENUM, OFF(consent_required), "no", 0, 0, "no|yes", false,
+      "yes: email only profiles whose marketing consent is \"in\" (no: all but \"out\")" },
 };
 
 static void *field(td_config_t *cfg, const setting_t *s)

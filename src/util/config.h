@@ -81,6 +81,8 @@ typedef struct td_config {
     char *quiet_hours;           /* "21:00-08:00" in the recipient's time; empty = none */
     char *quiet_hours_tz;        /* time zone when the profile and journey give none */
     int64_t quiet_hold_max_hours; /* held longer than this: dropped */
+    int64_t attribution_window_hours; /* a purchase this soon after an email click is credited */
+    char *consent_required; /* "yes": only profiles that opted in get email */
 } td_config_t;
 
 /* Fills cfg with the defaults. */

@@ -11,6 +11,7 @@ whose first N messages wait SECONDS before the 250 (stored at once).
 """
 import email
 import email.policy
+import http.client
 import json
 import os
 import re
@@ -191,6 +192,45 @@ class OutboxTest(unittest.TestCase):
         self.assertEqual(s, 200, rep)
         self.assertGreaterEqual(rep["sent"], 1)
 
+    def test_click_then_purchase_is_attributed(self):
+        srv = self.srv
+        cart_add(srv, "OB-7", [COAT], email="buyer@example.com")
+        srv.advance(3 * HOUR + 1)
+        self.assertTrue(wait_row(srv, "OB-7", "sent"), rows_of(srv, "OB-7"))
+        msgs = wait_until(lambda: self.sent_to("buyer@example.com"))
+        html = msgs[0].get_body(("html",)).get_content()
+        click = [u for u in re.findall(r'href="([^"]+)"', html) if "/t/c/" in u][0]
+        pixel = re.search(r'src="(https://t\.shop\.example/t/o/[^"]+)"', html).group(1)
+        srv.advance(120)  # later than a link scanner would be
+        ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+                            "Gecko) Chrome/120.0 Safari/537.36"}
+        path = lambda u: u[len("https://t.shop.example"):]
+        s, _, _ = srv.request("GET", path(pixel), headers=ua, raw=True)
+        self.assertEqual(s, 200)
+        # the redirect is read, not followed: nothing leaves the machine
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("GET", path(click), headers=ua)
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        self.assertEqual(r.status, 302)
+        self.assertTrue(r.getheader("Location").startswith("https://shop.example/"))
+        srv.advance(HOUR)
+        s, b = srv.post("/v1/events", {"type": "purchase", "ecid": "OB-7",
+                                       "items": [{"id": "C-101", "price": 189.0, "quantity": 2}],
+                                       "order": {"id": "ORD-7", "total": 378.0}})
+        self.assertEqual(s, 200, b)
+        # the same order again credits nothing more
+        s, b = srv.post("/v1/events", {"type": "purchase", "ecid": "OB-7",
+                                       "order": {"id": "ORD-7", "total": 378.0}})
+        self.assertEqual(s, 200, b)
+        s, rep = srv.get("/v1/journeys/cart-abandonment/messages", admin=True)
+        self.assertEqual(s, 200, rep)
+        self.assertGreaterEqual(rep["opened"], 1, rep)
+        self.assertGreaterEqual(rep["clicked"], 1, rep)
+        self.assertEqual(rep["converted"], 1, rep)
+        self.assertAlmostEqual(rep["revenue"], 378.0)
+
     def test_suppressed_address_gets_nothing(self):
         srv = self.srv
         s, b = srv.post("/v1/suppressions", {"address": "Blocked@Example.com",
@@ -302,6 +342,199 @@ class OutboxTest(unittest.TestCase):
         self.assertEqual(s, 200, b)
         s, b = srv.get("/v1/templates/hello", admin=True)
         self.assertEqual(s, 404, b)
+
+
+def clock_ms(srv):
+    s, b = srv.get("/v1/admin/clock", admin=True)
+    assert s == 200, b
+    return b["now_ms"]
+
+
+def offset_for(now_ms, local_minutes):
+    """The UTC offset ("+HH:MM") that makes now_ms about local_minutes past midnight."""
+    utc = (now_ms // 60000) % 1440
+    off = (local_minutes - utc) % 1440
+    if off > 720:
+        off -= 1440
+    off = max(-14 * 60, min(14 * 60, off))
+    sign = "-" if off < 0 else "+"
+    return f"{sign}{abs(off) // 60:02d}:{abs(off) % 60:02d}", off
+
+
+@unittest.skipUnless(have_aiosmtpd(), "needs Debian's python3-aiosmtpd")
+class RulesTest(unittest.TestCase):
+    """Frequency caps across journeys and quiet hours, each on a server of its own."""
+
+    def setUp(self):
+        self.sink = Sink()
+
+    def tearDown(self):
+        self.sink.close()
+
+    def two_carts(self, srv, ecid, addr):
+        cart_add(srv, ecid, [COAT], email=addr, cart_id=ecid + "-K1")
+        cart_add(srv, ecid, [SWEAT], email=addr, cart_id=ecid + "-K2")
+        srv.advance(3 * HOUR + 1)
+
+    def test_cap_defers_the_second_email(self):
+        with server(self.sink, "--cap", "1/16h") as srv:
+            srv.apply_journey("cart-abandonment.json")
+            self.two_carts(srv, "CAP-1", "capped@example.com")
+            self.assertTrue(wait_row(srv, "CAP-1", "sent"))
+            rows = wait_until(lambda: [r for r in rows_of(srv, "CAP-1")
+                                       if (r.get("last_error") or "").startswith("capped")])
+            self.assertTrue(rows, rows_of(srv, "CAP-1"))
+            self.assertEqual(rows[0]["status"], "queued")
+            time.sleep(0.5)
+            self.assertEqual(len(self.sink.messages()), 1)
+            s, rep = srv.get("/v1/journeys/cart-abandonment/messages", admin=True)
+            self.assertEqual(rep["deferred_by_reason"], {"capped": 1}, rep)
+            srv.advance(16 * HOUR + 60)
+            self.assertEqual(len(self.sink.messages(2)), 2)
+            self.assertTrue(wait_until(lambda: len(wait_row(srv, "CAP-1", "sent") or []) == 2))
+
+    def test_unsubscribe_while_deferred_skips_with_the_reason(self):
+        with server(self.sink, "--cap", "1/16h") as srv:
+            srv.apply_journey("cart-abandonment.json")
+            self.two_carts(srv, "CAP-3", "changed@example.com")
+            self.assertTrue(wait_row(srv, "CAP-3", "sent"))
+            self.assertTrue(wait_until(lambda: [r for r in rows_of(srv, "CAP-3")
+                                                if r["status"] == "queued"]))
+            s, b = srv.post("/v1/events", {"type": "identify", "ecid": "CAP-3",
+                                           "consent": {"marketing": "out"}})
+            self.assertEqual(s, 200, b)
+            srv.advance(17 * HOUR)
+            rows = wait_row(srv, "CAP-3", "skipped")
+            self.assertTrue(rows, rows_of(srv, "CAP-3"))
+            self.assertTrue(rows[0]["last_error"].startswith("unsubscribed"), rows[0])
+            self.assertEqual(len(self.sink.messages()), 1)
+
+    def test_cap_drop(self):
+        with server(self.sink, "--cap", "1/16h:drop") as srv:
+            srv.apply_journey("cart-abandonment.json")
+            self.two_carts(srv, "CAP-2", "dropped@example.com")
+            self.assertTrue(wait_row(srv, "CAP-2", "sent"))
+            rows = wait_row(srv, "CAP-2", "skipped")
+            self.assertTrue(rows, rows_of(srv, "CAP-2"))
+            self.assertTrue(rows[0]["last_error"].startswith("capped"), rows[0])
+            srv.advance(20 * HOUR)
+            time.sleep(0.5)
+            self.assertEqual(len(self.sink.messages()), 1)
+            s, rep = srv.get("/v1/journeys/cart-abandonment/messages", admin=True)
+            self.assertEqual(rep["skipped_by_reason"], {"capped": 1}, rep)
+
+    def quiet_server(self, *extra):
+        """A server whose default time zone puts the send at 23:00 local."""
+        srv = server(self.sink, *extra).start()
+        tz, off = offset_for(clock_ms(srv) + 3 * HOUR * 1000, 23 * 60)
+        srv.stop()
+        srv2 = server(self.sink, "--quiet-hours", "21:00-08:00", "--quiet-hours-tz", tz, *extra,
+                      data_dir=srv.data_dir).start()
+        return srv2
+
+    def test_quiet_hours_hold_until_morning(self):
+        srv = self.quiet_server()
+        try:
+            srv.apply_journey("cart-abandonment.json")
+            cart_add(srv, "QH-1", [COAT], email="night@example.com")
+            srv.advance(3 * HOUR + 1)
+            rows = wait_until(lambda: [r for r in rows_of(srv, "QH-1")
+                                       if (r.get("last_error") or "").startswith("quiet_hours")])
+            self.assertTrue(rows, rows_of(srv, "QH-1"))
+            self.assertEqual(rows[0]["status"], "queued")
+            self.assertIn("tz_source=default", rows[0]["last_error"])
+            time.sleep(0.5)
+            self.assertEqual(self.sink.messages(), [])
+            srv.advance(8 * HOUR)  # 07:00 local: still quiet
+            time.sleep(0.5)
+            self.assertEqual(self.sink.messages(), [])
+            srv.advance(2 * HOUR)  # 09:00 local
+            self.assertEqual(len(self.sink.messages(1)), 1)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.logs())
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+
+    def test_quiet_hours_drop_after_max_hold(self):
+        srv = self.quiet_server("--quiet-hold-max-hours", "2")
+        try:
+            srv.apply_journey("cart-abandonment.json")
+            cart_add(srv, "QH-2", [COAT], email="late@example.com")
+            srv.advance(3 * HOUR + 1)
+            rows = wait_row(srv, "QH-2", "skipped")
+            self.assertTrue(rows, rows_of(srv, "QH-2"))
+            self.assertTrue(rows[0]["last_error"].startswith("quiet_hours_dropped"), rows[0])
+            srv.advance(12 * HOUR)
+            time.sleep(0.5)
+            self.assertEqual(self.sink.messages(), [])
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.logs())
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+
+    def test_quiet_hours_journey_time_zone(self):
+        with open(os.path.join(ROOT, "journeys", "cart-abandonment.json")) as f:
+            doc = json.load(f)
+        with server(self.sink, "--quiet-hours", "21:00-08:00") as srv:
+            tz, off = offset_for(clock_ms(srv) + 3 * HOUR * 1000, 23 * 60)
+            doc["steps"]["email"]["data"]["timezone"] = tz
+            srv.apply_journey(doc)
+            cart_add(srv, "QH-3", [COAT], email="tz@example.com")
+            srv.advance(3 * HOUR + 1)
+            rows = wait_until(lambda: [r for r in rows_of(srv, "QH-3")
+                                       if (r.get("last_error") or "").startswith("quiet_hours")])
+            self.assertTrue(rows, rows_of(srv, "QH-3"))
+            self.assertIn("tz_source=journey", rows[0]["last_error"])
+
+
+DKIM_VERIFY = r"""
+import sys, dkim
+msg = open(sys.argv[1], "rb").read()
+record = open(sys.argv[2], "rb").read().strip()
+def dnsfunc(name, timeout=5):
+    return record if name == sys.argv[3].encode() else None
+sys.exit(0 if dkim.DKIM(msg).verify(dnsfunc=dnsfunc) else 1)
+"""
+
+
+def have_dkim():
+    try:
+        subprocess.run([SYS_PY, "-c", "import dkim"], check=True, capture_output=True,
+                       timeout=30)
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@unittest.skipUnless(have_aiosmtpd() and have_dkim(),
+                     "needs Debian's python3-aiosmtpd and python3-dkim")
+class DkimTest(unittest.TestCase):
+
+    def test_journey_email_is_signed(self):
+        import base64
+        tmp = tempfile.mkdtemp(prefix="tandem-dkim-")
+        sink = Sink()
+        try:
+            key = os.path.join(tmp, "dkim.pem")
+            subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True,
+                           capture_output=True, timeout=120)
+            der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
+                                 check=True, capture_output=True, timeout=60).stdout
+            record = os.path.join(tmp, "dkim.txt")
+            with open(record, "w") as f:
+                f.write("v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode())
+            with server(sink, "--dkim-domain", "shop.example", "--dkim-selector", "sel1",
+                        "--dkim-key", key) as srv:
+                srv.apply_journey("cart-abandonment.json")
+                cart_add(srv, "DK-1", [COAT], email="signed@example.com")
+                srv.advance(3 * HOUR + 1)
+                self.assertEqual(len(sink.messages(1)), 1, srv.logs())
+            raw = [f for f in os.listdir(sink.dir) if f.endswith(".eml")][0]
+            r = subprocess.run([SYS_PY, "-c", DKIM_VERIFY, os.path.join(sink.dir, raw), record,
+                                "sel1._domainkey.shop.example."], capture_output=True,
+                               timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            sink.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @unittest.skipUnless(have_aiosmtpd(), "needs Debian's python3-aiosmtpd")

@@ -1,0 +1,208 @@
+/* Recommendations over HTTP: criteria management (PUT/GET/DELETE
+ * /v1/criteria/{id}, CUSTOM lists as CSV) and recommendation requests
+ * (POST /v1/recommendations, or GET with query parameters). The work is
+ * done by the recommendation service (recs_service.c). */
+#include "api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/banned.h"
+
+#define MAX_CRITERIA_BODY (1 << 20)
+#define MAX_CUSTOM_BODY   (64 << 20)
+
+static void reply_json(td_http_req_t *req, int status, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT);
+
+    td_http_reply(req, status, "application/json", s, strlen(s));
+    free(s);
+    json_decref(doc);
+}
+
+static td_recs_t *recs_of(td_http_req_t *req, td_app_t *app)
+{
+    if (app->recs == NULL) {
+        td_http_reply_errorf(req, TD_EBUSY, "", "recommendations are not available");
+    }
+    return app->recs;
+}
+
+void td_api_criteria_list(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+
+    if (r) {
+        reply_json(req, 200, json_pack("{s:o}", "criteria", td_recs_criteria_list(r)));
+    }
+}
+
+void td_api_criteria_get(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+    const char *id = td_http_param(req, "id");
+
+    if (r == NULL) {
+        return;
+    }
+    json_t *doc = td_recs_criteria_get(r, id);
+    if (doc == NULL) {
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no criteria with this id");
+        return;
+    }
+    reply_json(req, 200, doc);
+}
+
+void td_api_criteria_put(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+    const char *id = td_http_param(req, "id");
+    td_err_t err = { 0 };
+    size_t len;
+    const char *body = td_http_body(req, &len);
+    bool created = false;
+    int rc;
+
+    if (r == NULL) {
+        return;
+    }
+    if (len > MAX_CRITERIA_BODY) {
+        td_http_reply_errorf(req, TD_ETOOBIG, "", "a criteria is at most %d bytes",
+                             MAX_CRITERIA_BODY);
+        return;
+    }
+    if ((rc = td_recs_criteria_put(r, id, body ? body : "", len, &created, &err)) != TD_OK) {
+        td_http_reply_error(req, rc, &err);
+        return;
+    }
+    reply_json(req, created ? 201 : 200, td_recs_criteria_get(r, id));
+}
+
+void td_api_criteria_delete(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+
+    if (r == NULL) {
+        return;
+    }
+    if (td_recs_criteria_delete(r, td_http_param(req, "id")) != TD_OK) {
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no criteria with this id");
+        return;
+    }
+    td_http_reply(req, 204, "application/json", "", 0);
+}
+
+void td_api_criteria_custom_put(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+    td_err_t err = { 0 };
+    size_t len;
+    const char *body = td_http_body(req, &len);
+    int n = 0, rc;
+
+    if (r == NULL) {
+        return;
+    }
+    if (len > MAX_CUSTOM_BODY) {
+        td_http_reply_errorf(req, TD_ETOOBIG, "", "CUSTOM lists are at most %d bytes",
+                             MAX_CUSTOM_BODY);
+        return;
+    }
+    rc = td_recs_custom_put(r, td_http_param(req, "id"), body ? body : "", len, &n, &err);
+    if (rc != TD_OK) {
+        td_http_reply_error(req, rc, &err);
+        return;
+    }
+    reply_json(req, 200, json_pack("{s:s, s:i}", "customId", td_http_param(req, "id"), "keys", n));
+}
+
+static void answer(td_http_req_t *req, td_app_t *app, const json_t *body)
+{
+    td_recs_t *r = recs_of(req, app);
+    td_err_t err = { 0 };
+    json_t *out = NULL;
+    int rc;
+
+    if (r == NULL) {
+        return;
+    }
+    if ((rc = td_recs_recommend(r, body, &out, &err)) != TD_OK) {
+        td_http_reply_error(req, rc, &err);
+        return;
+    }
+    reply_json(req, 200, out);
+}
+
+void td_api_recommendations_post(td_http_req_t *req, void *ctx)
+{
+    size_t len;
+    const char *body = td_http_body(req, &len);
+    json_error_t jerr;
+    td_err_t err = { 0 };
+
+    if (len > MAX_CRITERIA_BODY) {
+        td_http_reply_errorf(req, TD_ETOOBIG, "", "a request is at most %d bytes",
+                             MAX_CRITERIA_BODY);
+        return;
+    }
+    json_t *doc = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        td_err_set_at(&err, TD_EINVAL, "", jerr.line, jerr.column, "%s", jerr.text);
+        td_http_reply_error(req, TD_EINVAL, &err);
+        return;
+    }
+    answer(req, ctx, doc);
+    json_decref(doc);
+}
+
+/* Comma-separated ids as a JSON array. */
+static json_t *split_ids(const char *s)
+{
+    json_t *arr = json_array();
+
+    while (s && *s) {
+        size_t n = strcspn(s, ",");
+        if (n > 0) {
+            json_array_append_new(arr, json_stringn(s, n));
+        }
+        s += n;
+        s += *s == ',';
+    }
+    return arr;
+}
+
+/* GET /v1/recommendations?criteria=ID&key=&category=&cart=a,b&exclude=&count=
+ * &ecid=|email=|customer_id= */
+void td_api_recommendations_get(td_http_req_t *req, void *ctx)
+{
+    static const char *const strings[] = { "criteria", "key",   "category",
+                                           "ecid",     "email", "customer_id" };
+    json_t *doc = json_object();
+    const char *v;
+
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        if ((v = td_http_query(req, strings[i])) != NULL) {
+            json_object_set_new(doc, strings[i], json_string(v));
+        }
+    }
+    if ((v = td_http_query(req, "cart")) != NULL) {
+        json_object_set_new(doc, "cart", split_ids(v));
+    }
+    if ((v = td_http_query(req, "exclude")) != NULL) {
+        json_object_set_new(doc, "exclude", split_ids(v));
+    }
+    if ((v = td_http_query(req, "count")) != NULL) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0') {
+            td_http_reply_errorf(req, TD_EINVAL, "count", "count is an integer from 1 to 1000");
+            json_decref(doc);
+            return;
+        }
+        json_object_set_new(doc, "count", json_integer(n));
+    }
+    answer(req, ctx, doc);
+    json_decref(doc);
+}

@@ -1,0 +1,193 @@
+"""Recommendations through the real binary: criteria CRUD and validation
+errors, behaviour recorded now changing the next request, a new catalog item
+recommendable at once through SIMILARITY, filters and exclusions, backups,
+and the shipped cart-abandonment journey's recommend step returning real
+items."""
+import unittest
+
+from harness import Server, wait_until
+
+HOUR = 3600
+
+COATS = [
+    ("C-101", "Red wool winter coat", "Men:Coats", 189.0),
+    ("C-102", "Black wool winter coat", "Men:Coats", 229.0),
+    ("C-103", "Green rain jacket", "Men:Coats", 99.0),
+    ("S-201", "Grey cotton sweatshirt", "Men:Tops", 49.9),
+    ("S-202", "Blue cotton sweatshirt", "Men:Tops", 45.0),
+    ("H-301", "Wool beanie hat", "Accessories", 19.0),
+]
+
+
+def view(srv, ecid, *ids, kind="product_view"):
+    s, b = srv.post("/v1/events", {"type": kind, "ecid": ecid,
+                                   "items": [{"id": i} for i in ids]})
+    assert s == 200 and b["accepted"] == 1, b
+
+
+class RecommendationsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--public-url", "https://shop.example").start()
+        for ident, name, cat, price in COATS:
+            s, b = cls.srv.put(f"/v1/entities/{ident}",
+                               {"name": name, "categories": [cat],
+                                "attributes": {"value": price, "brand": "Acme",
+                                               "inventory": 10}},
+                               admin=True)
+            assert s in (200, 201), b
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.logs()
+
+    def reco(self, body, status=200):
+        s, b = self.srv.post("/v1/recommendations", body, admin=True)
+        self.assertEqual(s, status, b)
+        return b
+
+    def ids(self, body):
+        return [i["id"] for i in self.reco(body)["items"]]
+
+    def test_criteria_crud_and_errors(self):
+        srv = self.srv
+        doc = {"name": "People who viewed this", "criteriaGroup": "ITEM", "type": "VIEWED_CF",
+               "key": "CURRENT_ITEM", "daysCount": 30}
+        s, b = srv.put("/v1/criteria/crud-1", doc)
+        self.assertEqual(s, 401, b)
+        s, b = srv.put("/v1/criteria/crud-1", doc, admin=True)
+        self.assertEqual(s, 201, b)
+        self.assertEqual(b["id"], "crud-1")
+        s, b = srv.put("/v1/criteria/crud-1", doc, admin=True)
+        self.assertEqual(s, 200, b)
+        s, b = srv.get("/v1/criteria/crud-1", admin=True)
+        self.assertEqual((s, b["type"]), (200, "VIEWED_CF"), b)
+        s, b = srv.get("/v1/criteria", admin=True)
+        ids = [c["id"] for c in b["criteria"]]
+        self.assertIn("crud-1", ids)
+        self.assertIn("bought-also-bought", ids)  # seeded for the shipped journey
+        s, b = srv.put("/v1/criteria/bad", dict(doc, type="NOPE"), admin=True)
+        self.assertEqual(s, 400, b)
+        self.assertEqual(b["error"]["path"], "/type", b)
+        bad_rule = dict(doc, inclusionRules=[{"attribute": "brand", "operation": "sortOf",
+                                              "values": ["x"]}])
+        s, b = srv.put("/v1/criteria/bad", bad_rule, admin=True)
+        self.assertEqual(s, 400, b)
+        self.assertEqual(b["error"]["path"], "/inclusionRules/0/operation", b)
+        s, b = srv.put("/v1/criteria/bad", dict(doc, id="other"), admin=True)
+        self.assertEqual((s, b["error"]["path"]), (400, "/id"), b)
+        s, b = srv.put("/v1/criteria/bad", "{not json", admin=True)
+        self.assertEqual(s, 400, b)
+        s, b = srv.delete("/v1/criteria/crud-1", admin=True)
+        self.assertEqual(s, 204, b)
+        s, b = srv.get("/v1/criteria/crud-1", admin=True)
+        self.assertEqual(s, 404, b)
+        # a request naming an unknown criteria, or an inline one with an error
+        b = self.reco({"criteria": "nope", "key": "C-101"}, status=404)
+        b = self.reco({"criteria": {"criteriaGroup": "ITEM", "type": "X"}, "key": "C-101"},
+                      status=400)
+        self.assertEqual(b["error"]["path"], "/criteria/type", b)
+        self.reco({"criteria": "bought-also-bought", "count": 0}, status=400)
+        s, b = self.srv.post("/v1/recommendations", {"criteria": "bought-also-bought"})
+        self.assertEqual(s, 401, b)
+
+    def test_coview_changes_the_next_request(self):
+        srv = self.srv
+        s, b = srv.put("/v1/criteria/pdp", {"criteriaGroup": "ITEM", "type": "VIEWED_CF",
+                                            "similarityFallback": False,
+                                            "backupDisabled": True}, admin=True)
+        self.assertEqual(s, 201, b)
+        for v in ("V1", "V2", "V3"):
+            view(srv, v, "C-102")
+            view(srv, v, "S-201")
+        req = {"criteria": "pdp", "key": "C-102", "count": 3}
+        first = wait_until(lambda: self.ids(req) or None)
+        self.assertEqual(first[0], "S-201", first)
+        # H-301 viewed with C-102 by more visitors now: the next request shows it
+        for v in ("V4", "V5", "V6", "V7", "V8"):
+            view(srv, v, "C-102")
+            view(srv, v, "H-301")
+        after = wait_until(lambda: (lambda r: r if r and r[0] == "H-301" else None)(self.ids(req)))
+        self.assertEqual(after[0], "H-301", after)
+        body = self.reco(req)
+        top = body["items"][0]
+        self.assertEqual(top["name"], "Wool beanie hat")
+        self.assertEqual(top["categories"], ["Accessories"])
+        self.assertEqual(top["value"], 19.0)
+        self.assertIn("score", top)
+        self.assertIn("VIEWED_CF", top["reason"])
+        self.assertEqual(body["criteria"], "pdp")
+        self.assertFalse(body["backup"])
+        # exclusions and the GET form
+        self.assertNotIn("H-301", self.ids(dict(req, exclude=["H-301"])))
+        s, b = srv.get("/v1/recommendations?criteria=pdp&key=C-102&count=3&exclude=H-301",
+                       admin=True)
+        self.assertEqual(s, 200, b)
+        self.assertNotIn("H-301", [i["id"] for i in b["items"]])
+        # a price filter
+        cheap = dict(req, criteria={"criteriaGroup": "ITEM", "type": "VIEWED_CF",
+                                    "priceRange": {"max": 30}, "backupDisabled": True,
+                                    "similarityFallback": False})
+        self.assertEqual(self.ids(cheap), ["H-301"])
+
+    def test_new_item_is_similar_at_once(self):
+        srv = self.srv
+        crit = {"criteriaGroup": "ITEM", "type": "SIMILARITY", "backupDisabled": True}
+        s, b = srv.put("/v1/entities/C-999", {"name": "Navy wool winter coat",
+                                              "categories": ["Men:Coats"],
+                                              "attributes": {"value": 199.0, "brand": "Acme"}},
+                       admin=True)
+        self.assertEqual(s, 201, b)
+        got = self.ids({"criteria": crit, "key": "C-101", "count": 3})
+        self.assertIn("C-999", got)
+        got = self.ids({"criteria": crit, "key": "C-999", "count": 3})
+        self.assertIn("C-101", got[:2])
+        # an inclusion rule: only items of another category
+        other = dict(crit, inclusionRules=[{"attribute": "categoryId", "operation": "notEquals",
+                                            "values": ["Men:Coats"]}])
+        self.assertFalse(set(self.ids({"criteria": other, "key": "C-101"})) &
+                         {"C-102", "C-103", "C-999"})
+
+    def test_backups_when_the_key_has_no_behaviour(self):
+        crit = {"criteriaGroup": "ITEM", "type": "VIEWED_CF", "similarityFallback": False}
+        body = self.reco({"criteria": crit, "key": "C-103", "count": 2})
+        if body["items"]:
+            self.assertTrue(body["backup"], body)
+        nob = self.reco({"criteria": dict(crit, backupDisabled=True), "key": "C-103"})
+        self.assertEqual(nob["items"], [])
+
+    def test_journey_recommend_step_returns_real_items(self):
+        srv = self.srv
+        srv.apply_journey("cart-abandonment.json")
+        # shoppers who bought the coat also bought the sweatshirt
+        for v in ("B1", "B2", "B3"):
+            s, b = srv.post("/v1/events", {"type": "purchase", "ecid": v,
+                                           "items": [{"id": "C-101", "price": 189.0},
+                                                     {"id": "S-202", "price": 45.0}],
+                                           "order": {"id": f"O-{v}", "total": 234.0}})
+            self.assertEqual(s, 200, b)
+        s, b = srv.post("/v1/events", {"type": "cart_add", "ecid": "J-1",
+                                       "email": "jr@example.com",
+                                       "items": [{"id": "C-101", "price": 189.0}]})
+        self.assertEqual(s, 200, b)
+        srv.advance(3 * HOUR + 1)
+
+        def done():
+            rows = [i for i in srv.journey_instances("ecid", "J-1")
+                    if i["state"] == "ended" and i["journey"] == "cart-abandonment"]
+            return rows or None
+        rows = wait_until(done)
+        s, inst = srv.get(f"/v1/journeys/cart-abandonment/instances/{rows[0]['id']}",
+                          admin=True)
+        self.assertEqual(s, 200, inst)
+        also = inst["actions"]["also_bought"]
+        self.assertEqual(also["status"], "ok", also)
+        ids = [i["id"] for i in also["items"]]
+        self.assertEqual(ids[0], "S-202", also)
+        self.assertNotIn("C-101", ids)
+        self.assertEqual(also["items"][0]["name"], "Blue cotton sweatshirt")
+        self.assertEqual([i["id"] for i in inst["actions"]["cart"]["items"]], ["C-101"])
+
+
+if __name__ == "__main__":
+    unittest.main()
