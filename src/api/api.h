@@ -123,6 +123,15 @@ int td_recs_custom_put(td_recs_t *r, const char *id, const char *csv, size_t len
  * reply {"items", "criteria", "backup", ...}; you own *out. */
 int td_recs_recommend(td_recs_t *r, const json_t *req, json_t **out, td_err_t *err) TD_MUST_CHECK;
 
+/* Designs: an mbox (Delivery API) or decision scope (Edge) name ->
+ * {"criteria": id or inline, "count", "html"}. get with or_criteria also
+ * answers a criteria id used as a name (count 10). */
+int td_recs_design_put(td_recs_t *r, const char *name, const char *json, size_t len,
+                       bool *created, td_err_t *err) TD_MUST_CHECK;
+json_t *td_recs_design_get(td_recs_t *r, const char *name, bool or_criteria);
+json_t *td_recs_designs_list(td_recs_t *r);
+int td_recs_design_delete(td_recs_t *r, const char *name) TD_MUST_CHECK;
+
 /* Recommendations and criteria (recommendations.c). */
 void td_api_criteria_list(td_http_req_t *req, void *app);
 void td_api_criteria_get(td_http_req_t *req, void *app);
@@ -131,5 +140,11 @@ void td_api_criteria_delete(td_http_req_t *req, void *app);
 void td_api_criteria_custom_put(td_http_req_t *req, void *app);
 void td_api_recommendations_post(td_http_req_t *req, void *app);
 void td_api_recommendations_get(td_http_req_t *req, void *app);
+void td_api_designs_list(td_http_req_t *req, void *app);
+void td_api_design_get(td_http_req_t *req, void *app);
+void td_api_design_put(td_http_req_t *req, void *app);
+void td_api_design_delete(td_http_req_t *req, void *app);
+/* POST /rest/v1/delivery: Adobe Target's Delivery API (delivery.c). */
+void td_api_delivery_post(td_http_req_t *req, void *app);
 
 #endif

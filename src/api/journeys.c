@@ -244,6 +244,12 @@ void td_api_journey_report(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
+    /* what became of the messages: sent, skipped by reason, opens, clicks,
+     * conversions and revenue */
+    json_t *msgs = td_api_messages_report(app->store, td_http_param(req, "id"));
+    if (msgs) {
+        json_object_set_new(out, "messages", msgs);
+    }
     reply_json(req, 200, out);
 }
 

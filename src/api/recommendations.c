@@ -206,3 +206,67 @@ void td_api_recommendations_get(td_http_req_t *req, void *ctx)
     answer(req, ctx, doc);
     json_decref(doc);
 }
+
+/* Designs: PUT/GET/DELETE /v1/designs/{name}, GET /v1/designs. */
+void td_api_designs_list(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+
+    if (r) {
+        reply_json(req, 200, json_pack("{s:o}", "designs", td_recs_designs_list(r)));
+    }
+}
+
+void td_api_design_get(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+
+    if (r == NULL) {
+        return;
+    }
+    json_t *d = td_recs_design_get(r, td_http_param(req, "name"), false);
+    if (d == NULL) {
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no design with this name");
+        return;
+    }
+    reply_json(req, 200, d);
+}
+
+void td_api_design_put(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+    const char *name = td_http_param(req, "name");
+    td_err_t err = { 0 };
+    size_t len;
+    const char *body = td_http_body(req, &len);
+    bool created = false;
+    int rc;
+
+    if (r == NULL) {
+        return;
+    }
+    if (len > MAX_CRITERIA_BODY) {
+        td_http_reply_errorf(req, TD_ETOOBIG, "", "a design is at most %d bytes",
+                             MAX_CRITERIA_BODY);
+        return;
+    }
+    if ((rc = td_recs_design_put(r, name, body ? body : "", len, &created, &err)) != TD_OK) {
+        td_http_reply_error(req, rc, &err);
+        return;
+    }
+    reply_json(req, created ? 201 : 200, td_recs_design_get(r, name, false));
+}
+
+void td_api_design_delete(td_http_req_t *req, void *ctx)
+{
+    td_recs_t *r = recs_of(req, ctx);
+
+    if (r == NULL) {
+        return;
+    }
+    if (td_recs_design_delete(r, td_http_param(req, "name")) != TD_OK) {
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no design with this name");
+        return;
+    }
+    td_http_reply(req, 204, "application/json", "", 0);
+}

@@ -41,6 +41,7 @@ struct td_recs {
      * every request for the whole ranking (CUSTOM lists are borrowed) */
     pthread_rwlock_t lock;
     json_t *criteria;
+    json_t *designs; /* mbox / decision scope name -> {"criteria", "count", "html"} */
     custom_entry_t *customs;
     int n_customs;
     pthread_t thread;
@@ -224,6 +225,20 @@ static void sync_content(td_recs_t *r)
  * Behaviour from the ingest writer
  */
 
+static bool action_of(const char *type, td_reco_action_t *out)
+{
+    if (strcmp(type, "product_view") == 0) {
+        *out = TD_RECO_VIEW;
+    } else if (strcmp(type, "cart_add") == 0) {
+        *out = TD_RECO_CART;
+    } else if (strcmp(type, "purchase") == 0) {
+        *out = TD_RECO_BUY;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static void listener(void *ctx, const td_event_t *const *events, const int64_t *profile_ids, int n)
 {
     td_recs_t *r = ctx;
@@ -233,13 +248,7 @@ static void listener(void *ctx, const td_event_t *const *events, const int64_t *
         td_reco_action_t action;
         char visitor[32];
 
-        if (strcmp(ev->type, "product_view") == 0) {
-            action = TD_RECO_VIEW;
-        } else if (strcmp(ev->type, "cart_add") == 0) {
-            action = TD_RECO_CART;
-        } else if (strcmp(ev->type, "purchase") == 0) {
-            action = TD_RECO_BUY;
-        } else {
+        if (!action_of(ev->type, &action)) {
             continue;
         }
         snprintf(visitor, sizeof(visitor), "%" PRId64, profile_ids[i]);
@@ -253,6 +262,69 @@ static void listener(void *ctx, const td_event_t *const *events, const int64_t *
             }
         }
     }
+}
+
+#define SCAN_BATCH 5000
+
+/* Replays the stored events, in seq order, into the model. Runs before the
+ * listener is registered and before requests are served, so every event is
+ * applied exactly once. */
+static int rebuild(td_recs_t *r)
+{
+    td_store_conn_t *c = td_store_acquire(r->app->store);
+    td_reco_model_t *m = td_reco_engine_acquire(r->engine);
+    int64_t after = 0, total = 0, applied = 0, t0 = td_mono_us(), last_log = t0;
+    int rc = TD_OK;
+
+    for (;;) {
+        td_store_scan_row_t *rows = NULL;
+        int n = 0;
+        if ((rc = td_store_events_scan(c, after, SCAN_BATCH, &rows, &n)) != TD_OK) {
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            td_reco_action_t action;
+            after = rows[i].seq;
+            total++;
+            if (rows[i].type == NULL || rows[i].doc == NULL || !action_of(rows[i].type, &action)) {
+                continue;
+            }
+            json_t *doc = json_loads(rows[i].doc, 0, NULL);
+            json_t *items = json_object_get(doc, "items"), *it;
+            size_t k;
+            char visitor[32];
+            snprintf(visitor, sizeof(visitor), "%" PRId64, rows[i].profile_id);
+            json_array_foreach(items, k, it)
+            {
+                const char *id = json_string_value(json_object_get(it, "id"));
+                td_reco_event_t re = { .visitor = visitor,
+                                       .item = id,
+                                       .action = action,
+                                       .ts_ms = rows[i].ts_ms,
+                                       .seq = rows[i].seq };
+                if (id && td_reco_model_add(m, &re) == TD_OK) {
+                    applied++;
+                }
+            }
+            json_decref(doc);
+        }
+        td_store_scan_rows_free(rows, n);
+        if (td_mono_us() - last_log > 5 * 1000000) {
+            last_log = td_mono_us();
+            td_log(TD_LOG_INFO, "reco", "rebuilding events=%lld applied=%lld", (long long)total,
+                   (long long)applied);
+        }
+        if (n < SCAN_BATCH) {
+            break;
+        }
+    }
+    td_reco_model_advance(m, td_clock_now_ms(r->app->clock));
+    td_reco_model_unref(m);
+    td_store_release(r->app->store, c);
+    td_log(rc == TD_OK ? TD_LOG_INFO : TD_LOG_ERROR, "reco",
+           "model built events=%lld applied=%lld ms=%lld%s", (long long)total, (long long)applied,
+           (long long)((td_mono_us() - t0) / 1000), rc == TD_OK ? "" : " (store error)");
+    return rc;
 }
 
 /* Moves the model's clock (expiring what left each window) and keeps the
@@ -304,6 +376,26 @@ static const td_reco_custom_t *custom_get_locked(void *ctx, const char *id)
     return NULL;
 }
 
+/* Writes a document through to the store (a store without the RECO domain
+ * keeps it in memory only). */
+static int persist(td_recs_t *r, const char *kind, const char *id, const char *body, bool del)
+{
+    td_store_t *st = r->app->store;
+    int rc;
+
+    if (st == NULL || !td_store_reco_supported(st)) {
+        return TD_OK;
+    }
+    td_store_conn_t *c = td_store_acquire(st);
+    rc = del ? td_store_reco_delete(c, kind, id)
+             : td_store_reco_put(c, kind, id, body, td_clock_now_ms(r->app->clock));
+    td_store_release(st, c);
+    if (rc == TD_ENOTFOUND) {
+        rc = TD_OK; /* deleting what only memory held */
+    }
+    return rc;
+}
+
 static int check_id(const char *id, td_err_t *err)
 {
     size_t n = id ? strlen(id) : 0;
@@ -340,6 +432,9 @@ int td_recs_criteria_put(td_recs_t *r, const char *id, const char *json, size_t 
     json_decref(doc);
     pthread_rwlock_wrlock(&r->lock);
     rc = td_reco_criteria_parse(text, strlen(text), resolve_locked, r, &c, err);
+    if (rc == TD_OK && (rc = persist(r, "criteria", id, text, false)) != TD_OK) {
+        td_err_set(err, rc, "", "cannot store the criteria");
+    }
     if (rc == TD_OK) {
         if (created) {
             *created = json_object_get(r->criteria, id) == NULL;
@@ -388,7 +483,10 @@ int td_recs_criteria_delete(td_recs_t *r, const char *id)
     int rc;
 
     pthread_rwlock_wrlock(&r->lock);
-    rc = json_object_del(r->criteria, id) == 0 ? TD_OK : TD_ENOTFOUND;
+    rc = json_object_get(r->criteria, id) ? persist(r, "criteria", id, NULL, true) : TD_ENOTFOUND;
+    if (rc == TD_OK) {
+        json_object_del(r->criteria, id);
+    }
     pthread_rwlock_unlock(&r->lock);
     return rc;
 }
@@ -406,6 +504,13 @@ int td_recs_custom_put(td_recs_t *r, const char *id, const char *csv, size_t len
         return rc;
     }
     *n_keys = td_reco_custom_count(lists);
+    char *text = td_xstrndup(csv, len);
+    rc = persist(r, "custom", id, text, false);
+    free(text);
+    if (rc != TD_OK) {
+        td_reco_custom_free(lists);
+        return td_err_set(err, rc, "", "cannot store the CUSTOM lists");
+    }
     pthread_rwlock_wrlock(&r->lock);
     for (int i = 0; i < r->n_customs; i++) {
         if (strcmp(r->customs[i].id, id) == 0) {
@@ -423,6 +528,159 @@ int td_recs_custom_put(td_recs_t *r, const char *id, const char *csv, size_t len
     }
     pthread_rwlock_unlock(&r->lock);
     return TD_OK;
+}
+
+static int request_criteria(td_recs_t *r, const json_t *v, td_reco_criteria_t **out, td_err_t *err);
+
+/* Designs: what a Delivery API mbox or an Edge decision scope shows. */
+int td_recs_design_put(td_recs_t *r, const char *name, const char *json, size_t len, bool *created,
+                       td_err_t *err)
+{
+    json_error_t jerr;
+    json_t *doc, *v;
+    const char *key;
+    int rc = TD_OK;
+
+    if (name == NULL || *name == '\0' || strlen(name) > 250) {
+        return td_err_set(err, TD_EINVAL, "", "a design name has 1 to 250 characters");
+    }
+    doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return td_err_set_at(err, TD_EINVAL, "", jerr.line, jerr.column, "%s",
+                             doc ? "a design is a JSON object" : jerr.text);
+    }
+    json_object_foreach(doc, key, v)
+    {
+        if (strcmp(key, "criteria") != 0 && strcmp(key, "count") != 0 && strcmp(key, "html") != 0 &&
+            strcmp(key, "name") != 0) {
+            rc =
+                td_err_set(err, TD_EINVAL, "", "unknown field \"%s\" (criteria, count, html)", key);
+            goto done;
+        }
+    }
+    v = json_object_get(doc, "count");
+    if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)) {
+        rc = td_err_set(err, TD_EINVAL, "/count", "count is an integer from 1 to 1000");
+        goto done;
+    }
+    v = json_object_get(doc, "html");
+    if (v && !json_is_boolean(v)) {
+        rc = td_err_set(err, TD_EINVAL, "/html", "html is true or false");
+        goto done;
+    }
+    json_object_set_new(doc, "name", json_string(name));
+    pthread_rwlock_wrlock(&r->lock);
+    td_reco_criteria_t *c = NULL;
+    rc = request_criteria(r, json_object_get(doc, "criteria"), &c, err);
+    td_reco_criteria_free(c);
+    if (rc == TD_ENOTFOUND) {
+        rc = TD_EINVAL; /* a design must name an existing criteria */
+    }
+    char *text = rc == TD_OK ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (rc == TD_OK && (rc = persist(r, "design", name, text, false)) != TD_OK) {
+        td_err_set(err, rc, "", "cannot store the design");
+    }
+    if (rc == TD_OK) {
+        *created = json_object_get(r->designs, name) == NULL;
+        json_object_set(r->designs, name, doc);
+    }
+    free(text);
+    pthread_rwlock_unlock(&r->lock);
+done:
+    json_decref(doc);
+    return rc;
+}
+
+json_t *td_recs_design_get(td_recs_t *r, const char *name, bool or_criteria)
+{
+    json_t *out = NULL;
+
+    pthread_rwlock_rdlock(&r->lock);
+    json_t *d = json_object_get(r->designs, name);
+    if (d) {
+        out = json_deep_copy(d);
+    } else if (or_criteria && json_object_get(r->criteria, name)) {
+        out = json_pack("{s:s, s:s, s:i}", "name", name, "criteria", name, "count", 10);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return out;
+}
+
+json_t *td_recs_designs_list(td_recs_t *r)
+{
+    json_t *arr = json_array();
+    const char *key;
+    json_t *d;
+
+    pthread_rwlock_rdlock(&r->lock);
+    json_object_foreach(r->designs, key, d)
+    {
+        json_array_append_new(arr, json_deep_copy(d));
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return arr;
+}
+
+int td_recs_design_delete(td_recs_t *r, const char *name)
+{
+    int rc;
+
+    pthread_rwlock_wrlock(&r->lock);
+    rc = json_object_get(r->designs, name) ? persist(r, "design", name, NULL, true) : TD_ENOTFOUND;
+    if (rc == TD_OK) {
+        json_object_del(r->designs, name);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
+/* The stored criteria and CUSTOM lists, at start-up. */
+static void load_docs(td_recs_t *r)
+{
+    td_store_t *st = r->app->store;
+    td_store_reco_doc_t *rows = NULL;
+    int n = 0;
+
+    if (st == NULL || !td_store_reco_supported(st)) {
+        return;
+    }
+    td_store_conn_t *c = td_store_acquire(st);
+    if (td_store_reco_list(c, "criteria", &rows, &n) == TD_OK) {
+        for (int i = 0; i < n; i++) {
+            json_object_set_new(r->criteria, rows[i].id, json_string(rows[i].body));
+        }
+    }
+    td_store_reco_docs_free(rows, n);
+    if (td_store_reco_list(c, "design", &rows, &n) == TD_OK) {
+        for (int i = 0; i < n; i++) {
+            json_t *d = json_loads(rows[i].body, 0, NULL);
+            if (json_is_object(d)) {
+                json_object_set(r->designs, rows[i].id, d);
+            }
+            json_decref(d);
+        }
+    }
+    td_store_reco_docs_free(rows, n);
+    if (td_store_reco_list(c, "custom", &rows, &n) == TD_OK) {
+        for (int i = 0; i < n; i++) {
+            td_reco_custom_t *lists = NULL;
+            td_err_t err = { 0 };
+            if (td_reco_custom_parse(rows[i].body, strlen(rows[i].body), &lists, &err) != TD_OK) {
+                td_log(TD_LOG_WARN, "reco", "stored CUSTOM lists refused line=%d: %s", err.line,
+                       err.message);
+                continue;
+            }
+            r->customs = td_xrealloc(r->customs, (size_t)(r->n_customs + 1) * sizeof(*r->customs));
+            r->customs[r->n_customs].id = td_xstrdup(rows[i].id);
+            r->customs[r->n_customs].lists = lists;
+            r->n_customs++;
+        }
+    }
+    td_store_reco_docs_free(rows, n);
+    td_store_release(st, c);
+    td_log(TD_LOG_INFO, "reco", "loaded criteria=%zu custom=%d", json_object_size(r->criteria),
+           r->n_customs);
 }
 
 /* ------------------------------------------------------------------------
@@ -820,16 +1078,22 @@ int td_recs_open(td_app_t *app, td_recs_t **out)
     r->engine = td_reco_engine_new(model);
     r->content = td_reco_content_new();
     r->criteria = json_object();
+    r->designs = json_object();
     pthread_mutex_init(&r->content_mu, NULL);
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->stop_mu, NULL);
     pthread_cond_init(&r->stop_cv, NULL);
-    if (td_recs_criteria_put(r, "bought-also-bought", SEED_BOUGHT_ALSO_BOUGHT,
+    load_docs(r);
+    if (json_object_get(r->criteria, "bought-also-bought") == NULL &&
+        td_recs_criteria_put(r, "bought-also-bought", SEED_BOUGHT_ALSO_BOUGHT,
                              strlen(SEED_BOUGHT_ALSO_BOUGHT), &created, &err) != TD_OK) {
         td_log(TD_LOG_WARN, "reco", "seed criteria refused: %s", err.message);
     }
     sync_content(r);
     td_log(TD_LOG_INFO, "reco", "content items=%lld", (long long)td_reco_content_count(r->content));
+    if (rebuild(r) != TD_OK) {
+        td_log(TD_LOG_WARN, "reco", "starting with the events replayed so far");
+    }
     if (app->ingest) {
         td_ingest_add_listener(app->ingest, listener, r);
     }
@@ -856,6 +1120,7 @@ void td_recs_close(td_recs_t *r)
     td_reco_engine_free(r->engine);
     td_reco_content_free(r->content);
     json_decref(r->criteria);
+    json_decref(r->designs);
     for (int i = 0; i < r->n_customs; i++) {
         free(r->customs[i].id);
         td_reco_custom_free(r->customs[i].lists);

@@ -107,7 +107,7 @@ static int open_outbox(td_app_t *app)
     return TD_OK;
 }
 
-int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
+int td_cli_app_open(const td_config_t *cfg, bool serving, td_app_t *app)
 {
     td_err_t err = { 0 };
     int threads = cfg->threads > 0 ? (int)cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -156,7 +156,8 @@ int td_cli_app_open(const td_config_t *cfg, td_app_t *app)
         td_cli_app_close(app);
         return rc;
     }
-    if ((rc = open_outbox(app)) != TD_OK) {
+    /* only a server sends mail: an import or a demo seed must not */
+    if (serving && (rc = open_outbox(app)) != TD_OK) {
         td_cli_app_close(app);
         return rc;
     }

@@ -23,7 +23,7 @@ bool td_cli_wants_help(int argc, char **argv);
 /* Opens everything the server and the offline commands share: store,
  * clock (restoring a virtual time), ingest. Fills app; undo with
  * td_cli_app_close(). Errors are printed with what to do next. */
-int td_cli_app_open(const td_config_t *cfg, td_app_t *app);
+int td_cli_app_open(const td_config_t *cfg, bool serving, td_app_t *app);
 void td_cli_app_close(td_app_t *app);
 
 #endif

@@ -121,7 +121,7 @@ int td_cli_demo(int argc, char **argv)
         free(args);
         return 1;
     }
-    rc = td_cli_app_open(&cfg, &app);
+    rc = td_cli_app_open(&cfg, false, &app);
     if (rc == TD_OK) {
         rc = seed(&app);
         td_cli_app_close(&app);

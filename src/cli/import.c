@@ -260,7 +260,7 @@ int td_cli_import(int argc, char **argv)
         r.size = (int64_t)st.st_size;
     }
     r.bar = !quiet && isatty(STDERR_FILENO);
-    if (td_cli_app_open(&cfg, &app) != TD_OK) {
+    if (td_cli_app_open(&cfg, false, &app) != TD_OK) {
         goto out_file;
     }
     opt.now_ms = td_clock_now_ms(app.clock);

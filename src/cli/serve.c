@@ -110,7 +110,7 @@ int td_cli_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (td_cli_app_open(&cfg, &app) != TD_OK) {
+    if (td_cli_app_open(&cfg, true, &app) != TD_OK) {
         goto out_cfg;
     }
     td_http_options_t hopt = { .listen = cfg.listen,

@@ -1428,9 +1428,9 @@ static void poll_journeys(td_journey_engine_t *eng, uint64_t *seen, int64_t *las
     }
     for (int i = 0; i < n; i++) {
         char line[400];
-        int len = snprintf(line, sizeof(line), "%s|%s|%lld|%lld|%lld;", rows[i].id,
-                           rows[i].status, (long long)rows[i].live_version,
-                           (long long)rows[i].latest_version, (long long)rows[i].updated_ms);
+        int len = snprintf(line, sizeof(line), "%s|%s|%lld|%lld|%lld;", rows[i].id, rows[i].status,
+                           (long long)rows[i].live_version, (long long)rows[i].latest_version,
+                           (long long)rows[i].updated_ms);
         for (int k = 0; k < len && k < (int)sizeof(line) - 1; k++) {
             h = (h ^ (unsigned char)line[k]) * 1099511628211ULL;
         }

@@ -13,14 +13,19 @@
  * - the entry rules read a re-entry key under a transaction-scoped advisory
  *   lock on (journey, key), so two nodes entering the same profile at the
  *   same moment take turns and the second sees the first one's instance;
- * - counters are atomic upserts, and inserts that may meet a unique key
- *   use ON CONFLICT DO NOTHING: a unique violation would abort the caller's
- *   whole transaction, where SQLite only fails the statement. */
+ * - counters are appended to a log (no row lock: a hot counter would make
+ *   every node's ingest take turns, and deadlock when two transactions add
+ *   to two counters in different orders) and folded into the totals when
+ *   read;
+ * - inserts that may meet a unique key use ON CONFLICT DO NOTHING: a unique
+ *   violation would abort the caller's whole transaction, where SQLite only
+ *   fails the statement. */
 #include "store/pg_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
 #include "util/banned.h"
 
 /* ---- statements ------------------------------------------------------- */
@@ -61,14 +66,9 @@ static const char P_STOP_LOCK[] = "SELECT id FROM journey_instances WHERE "
                                   "journey_id = $1 AND ended_ms IS NULL "
                                   "ORDER BY id FOR UPDATE";
 static const char P_STOP_COUNT[] =
-    "INSERT INTO journey_counters AS t (journey_id, version, step, kind, "
-    "reason, n) "
-    "SELECT journey_id, version, step, 'exited', 'stopped', count(*) FROM "
-    "journey_instances "
-    "WHERE journey_id = $1 AND ended_ms IS NULL GROUP BY journey_id, version, "
-    "step "
-    "ON CONFLICT (journey_id, version, step, kind, reason) DO UPDATE SET n = "
-    "t.n + excluded.n";
+    "INSERT INTO journey_counter_log (journey_id, version, step, kind, reason, n) "
+    "SELECT journey_id, version, step, 'exited', 'stopped', count(*) FROM journey_instances "
+    "WHERE journey_id = $1 AND ended_ms IS NULL GROUP BY journey_id, version, step";
 static const char P_STOP_KEYS[] = "UPDATE journey_keys SET running_id = NULL WHERE journey_id = $1";
 static const char P_STOP[] = "UPDATE journey_instances SET ended_ms = $2, "
                              "outcome = 'stopped', reason = 'journey stopped', "
@@ -93,13 +93,24 @@ static const char P_KEY_PUT[] =
 static const char P_KEY_RELEASE[] = "UPDATE journey_keys SET running_id = NULL "
                                     "WHERE journey_id = $1 AND entry_key = $2 AND running_id = $3";
 static const char P_COUNT_ADD[] =
-    "INSERT INTO journey_counters AS t (journey_id, version, step, kind, "
-    "reason, n) "
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (journey_id, version, step, "
-    "kind, reason) "
-    "DO UPDATE SET n = t.n + excluded.n";
-static const char P_COUNTS[] = "SELECT version, step, kind, reason, n FROM journey_counters "
-                               "WHERE journey_id = $1 ORDER BY version, step, kind, reason";
+    "INSERT INTO journey_counter_log (journey_id, version, step, kind, reason, n) "
+    "VALUES ($1, $2, $3, $4, $5, $6)";
+/* Moves the journey's log rows into the totals in one statement: a second
+ * node folding at once waits for the rows this one deletes, then finds them
+ * gone. Totals are locked in key order, so two folds never deadlock. */
+static const char P_COUNTS_FOLD[] =
+    "WITH moved AS (DELETE FROM journey_counter_log WHERE journey_id = $1 "
+    "RETURNING version, step, kind, reason, n) "
+    "INSERT INTO journey_counters AS t (journey_id, version, step, kind, reason, n) "
+    "SELECT $1, version, step, kind, reason, sum(n) FROM moved "
+    "GROUP BY version, step, kind, reason ORDER BY version, step, kind, reason "
+    "ON CONFLICT (journey_id, version, step, kind, reason) DO UPDATE SET n = t.n + excluded.n";
+static const char P_COUNTS[] =
+    "SELECT version, step, kind, reason, sum(n)::bigint FROM ("
+    "SELECT version, step, kind, reason, n FROM journey_counters WHERE journey_id = $1 "
+    "UNION ALL SELECT version, step, kind, reason, n FROM journey_counter_log "
+    "WHERE journey_id = $1) AS c GROUP BY version, step, kind, reason "
+    "ORDER BY version, step, kind, reason";
 static const char P_RUNNING_COUNTS[] =
     "SELECT version, step, 'waiting', '', count(*) FROM journey_instances "
     "WHERE journey_id = $1 AND ended_ms IS NULL GROUP BY version, step ORDER "
@@ -225,6 +236,7 @@ static const char *const P_REMOVE[] = {
     "DELETE FROM journey_instances WHERE journey_id = $1",
     "DELETE FROM journey_keys WHERE journey_id = $1",
     "DELETE FROM journey_counters WHERE journey_id = $1",
+    "DELETE FROM journey_counter_log WHERE journey_id = $1",
     "DELETE FROM journey_versions WHERE journey_id = $1",
     "DELETE FROM journeys WHERE id = $1",
 };
@@ -654,6 +666,14 @@ static int counts_query(void *conn, const char *sql, const char *journey_id,
 
 static int pj_counts(void *conn, const char *journey_id, td_store_jcount_t **rows, int *n)
 {
+    td_pg_params_t p = { 0 };
+
+    /* outside a transaction (which may be read-only) fold the log first; the
+     * read adds what is left either way */
+    td_pg_param_text(&p, journey_id);
+    if (!in_transaction(conn) && td_store__pg_run(conn, P_COUNTS_FOLD, &p) != TD_OK) {
+        td_log(TD_LOG_WARN, "store", "journey_counters_fold failed journey=%s", journey_id);
+    }
     return counts_query(conn, P_COUNTS, journey_id, rows, n);
 }
 

@@ -347,6 +347,39 @@ static int pg_event_count(void *conn, int64_t *n)
     return td_store__pg_query_int(conn, P_EVENT_COUNT, NULL, n);
 }
 
+static int pg_events_scan(void *conn, int64_t after_seq, int limit, td_store_scan_row_t **rows,
+                          int *n)
+{
+    td_pg_params_t p = { 0 };
+    int rc;
+    PGresult *r;
+
+    td_pg_param_int(&p, after_seq);
+    td_pg_param_int(&p, limit);
+    r = td_store__pg_query(conn,
+                           "SELECT seq, profile_id, ts_ms, type, doc FROM events WHERE seq > $1 "
+                           "ORDER BY seq LIMIT $2",
+                           &p, &rc);
+    if (r == NULL) {
+        return rc;
+    }
+    int nt = PQntuples(r);
+    if (nt > 0) {
+        *rows = td_xcalloc((size_t)nt, sizeof(**rows));
+        for (int i = 0; i < nt; i++) {
+            td_store_scan_row_t *row = &(*rows)[i];
+            row->seq = td_pg_get_int(r, i, 0);
+            row->profile_id = td_pg_get_int(r, i, 1);
+            row->ts_ms = td_pg_get_int(r, i, 2);
+            row->type = td_pg_get_text(r, i, 3);
+            row->doc = td_pg_get_text(r, i, 4);
+        }
+    }
+    *n = nt;
+    PQclear(r);
+    return TD_OK;
+}
+
 static void param_item(td_pg_params_t *p, int64_t profile_id, const td_store_item_t *it)
 {
     td_pg_param_int(p, profile_id);
@@ -568,6 +601,7 @@ static int pg_profile_load(void *conn, int64_t profile_id, td_store_profile_t *p
 
 const td_store_ops_t td_store_postgres_ops = {
     .domains = { [TD_STORE_DOMAIN_CATALOG] = &td_store_postgres_catalog_ops,
+                 [TD_STORE_DOMAIN_RECO] = &td_store_postgres_reco_ops,
                  [TD_STORE_DOMAIN_JOURNEY] = &td_store_postgres_journey_ops },
     .name = "postgres",
     .open = pg_open,
@@ -593,4 +627,5 @@ const td_store_ops_t td_store_postgres_ops = {
     .viewed_trim = pg_viewed_trim,
     .purchase_add = pg_purchase_add,
     .consent_set = pg_consent_set,
+    .events_scan = pg_events_scan,
 };

@@ -482,6 +482,42 @@ static int sq_event_count(void *conn, int64_t *n)
     return st ? td_store__sqlite_query_int(c, st, n) : TD_EIO;
 }
 
+static int sq_events_scan(void *conn, int64_t after_seq, int limit, td_store_scan_row_t **rows,
+                          int *n)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(
+        c, "SELECT seq, profile_id, ts_ms, type, doc FROM events WHERE seq > ?1 "
+           "ORDER BY seq LIMIT ?2");
+    int rc, cap = 0;
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *rows = td_xrealloc(*rows, (size_t)cap * sizeof(**rows));
+        }
+        td_store_scan_row_t *r = &(*rows)[(*n)++];
+        r->seq = sqlite3_column_int64(st, 0);
+        r->profile_id = sqlite3_column_int64(st, 1);
+        r->ts_ms = sqlite3_column_int64(st, 2);
+        r->type = td_store__sqlite_col_text(st, 3);
+        r->doc = td_store__sqlite_col_text(st, 4);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        td_store_scan_rows_free(*rows, *n);
+        *rows = NULL;
+        *n = 0;
+        return td_store__sqlite_error(c->db, "events_scan");
+    }
+    return TD_OK;
+}
+
 static void bind_item(sqlite3_stmt *st, const td_store_item_t *it)
 {
     td_store__sqlite_bind_text(st, 2, it->id);
@@ -773,6 +809,7 @@ out:
 
 const td_store_ops_t td_store_sqlite_ops = {
     .domains = { [TD_STORE_DOMAIN_CATALOG] = &td_store_sqlite_catalog_ops,
+                 [TD_STORE_DOMAIN_RECO] = &td_store_sqlite_reco_ops,
                  [TD_STORE_DOMAIN_JOURNEY] = &td_store_sqlite_journey_ops,
                  [TD_STORE_DOMAIN_MESSAGE] = &td_store_sqlite_message_ops },
     .name = "sqlite",
@@ -799,4 +836,5 @@ const td_store_ops_t td_store_sqlite_ops = {
     .viewed_trim = sq_viewed_trim,
     .purchase_add = sq_purchase_add,
     .consent_set = sq_consent_set,
+    .events_scan = sq_events_scan,
 };

@@ -231,6 +231,26 @@ int td_store_event_count(td_store_conn_t *c, int64_t *n)
     return CALL(c, event_count, n);
 }
 
+int td_store_events_scan(td_store_conn_t *c, int64_t after_seq, int limit,
+                         td_store_scan_row_t **rows, int *n)
+{
+    *rows = NULL;
+    *n = 0;
+    if (limit < 1 || c->impl == NULL || c->st->ops->events_scan == NULL) {
+        return limit < 1 ? TD_EINVAL : TD_EIO;
+    }
+    return c->st->ops->events_scan(c->impl, after_seq, limit, rows, n);
+}
+
+void td_store_scan_rows_free(td_store_scan_row_t *rows, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(rows[i].type);
+        free(rows[i].doc);
+    }
+    free(rows);
+}
+
 int td_store_event_seq_by_key(td_store_conn_t *c, const char *event_id, int64_t *seq)
 {
     return CALL(c, event_seq_by_key, event_id, seq);

@@ -133,6 +133,18 @@ int td_store_profile_load(td_store_conn_t *c, int64_t profile_id,
 int td_store_event_append(td_store_conn_t *c, const td_store_event_t *ev,
                           int64_t *seq) TD_MUST_CHECK;
 int td_store_event_count(td_store_conn_t *c, int64_t *n) TD_MUST_CHECK;
+/* Events in seq order, for rebuilding in-memory models: up to limit events
+ * with seq > after_seq. Free rows with td_store_scan_rows_free(). */
+typedef struct td_store_scan_row {
+    int64_t seq;
+    int64_t profile_id;
+    int64_t ts_ms;
+    char *type;
+    char *doc; /* JSON */
+} td_store_scan_row_t;
+int td_store_events_scan(td_store_conn_t *c, int64_t after_seq, int limit,
+                         td_store_scan_row_t **rows, int *n) TD_MUST_CHECK;
+void td_store_scan_rows_free(td_store_scan_row_t *rows, int n);
 /* The sequence number of the event stored with idempotency key event_id;
  * TD_ENOTFOUND when there is none. */
 int td_store_event_seq_by_key(td_store_conn_t *c, const char *event_id, int64_t *seq)
@@ -196,6 +208,8 @@ struct td_store_ops {
     int (*purchase_add)(void *conn, int64_t profile_id, const td_store_purchase_t *p);
     int (*consent_set)(void *conn, int64_t profile_id, int value, int64_t ts_ms,
                        const char *source);
+    int (*events_scan)(void *conn, int64_t after_seq, int limit, td_store_scan_row_t **rows,
+                       int *n);
 };
 
 extern const td_store_ops_t td_store_sqlite_ops;
@@ -663,5 +677,35 @@ int td_store_journey_msg_outcomes(td_store_conn_t *c, const char *journey_id,
 int td_store_cap_usage(td_store_conn_t *c, int64_t profile_id, int64_t exclude_id,
                        int64_t since_ms, int64_t now_ms, int64_t *n,
                        int64_t *oldest_ms) TD_MUST_CHECK;
+
+/* ==== Recommendations ===================================================
+ *
+ * Documents of the recommendation service, by kind: "criteria" (criteria
+ * JSON), "custom" (CUSTOM lists as uploaded CSV), "design" (an mbox or
+ * decision scope name -> criteria, count, options as JSON). put inserts or
+ * replaces; delete: TD_ENOTFOUND when absent; list: by id. In
+ * td_store_reco_ops_t (td_store_ops_t.domains[TD_STORE_DOMAIN_RECO]). */
+typedef struct td_store_reco_doc {
+    char *id;
+    char *body;
+    int64_t updated_ms;
+} td_store_reco_doc_t;
+
+typedef struct td_store_reco_ops {
+    int (*put)(void *conn, const char *kind, const char *id, const char *body, int64_t now_ms);
+    int (*del)(void *conn, const char *kind, const char *id);
+    int (*list)(void *conn, const char *kind, td_store_reco_doc_t **rows, int *n);
+} td_store_reco_ops_t;
+
+extern const td_store_reco_ops_t td_store_sqlite_reco_ops;
+extern const td_store_reco_ops_t td_store_postgres_reco_ops;
+
+bool td_store_reco_supported(const td_store_t *st);
+int td_store_reco_put(td_store_conn_t *c, const char *kind, const char *id, const char *body,
+                      int64_t now_ms) TD_MUST_CHECK;
+int td_store_reco_delete(td_store_conn_t *c, const char *kind, const char *id) TD_MUST_CHECK;
+int td_store_reco_list(td_store_conn_t *c, const char *kind, td_store_reco_doc_t **rows,
+                       int *n) TD_MUST_CHECK;
+void td_store_reco_docs_free(td_store_reco_doc_t *rows, int n);
 
 #endif

@@ -400,13 +400,30 @@ class RulesTest(unittest.TestCase):
             self.assertTrue(wait_row(srv, "CAP-3", "sent"))
             self.assertTrue(wait_until(lambda: [r for r in rows_of(srv, "CAP-3")
                                                 if r["status"] == "queued"]))
-            s, b = srv.post("/v1/events", {"type": "identify", "ecid": "CAP-3",
-                                           "consent": {"marketing": "out"}})
-            self.assertEqual(s, 200, b)
+            # the one-click unsubscribe link of the first email (RFC 8058 POST)
+            first = self.sink.messages(1)[0]
+            link = re.search(r"<(https://t\.shop\.example/t/u/[^>]+)>",
+                             str(first["List-Unsubscribe"]).replace("\n", "").replace(" ", ""))
+            s, _, _ = srv.request("POST", link.group(1)[len("https://t.shop.example"):],
+                                  "List-Unsubscribe=One-Click", raw=True)
+            self.assertEqual(s, 200)
             srv.advance(17 * HOUR)
             rows = wait_row(srv, "CAP-3", "skipped")
             self.assertTrue(rows, rows_of(srv, "CAP-3"))
             self.assertTrue(rows[0]["last_error"].startswith("unsubscribed"), rows[0])
+            self.assertEqual(len(self.sink.messages()), 1)
+
+    def test_consent_required(self):
+        with server(self.sink, "--consent-required", "yes") as srv:
+            srv.apply_journey("cart-abandonment.json")
+            cart_add(srv, "CON-1", [COAT], email="unknown@example.com")
+            cart_add(srv, "CON-2", [COAT], email="optin@example.com",
+                     consent={"marketing": "in"})
+            srv.advance(3 * HOUR + 1)
+            rows = wait_row(srv, "CON-1", "skipped")
+            self.assertTrue(rows, rows_of(srv, "CON-1"))
+            self.assertTrue(rows[0]["last_error"].startswith("no_consent"), rows[0])
+            self.assertTrue(wait_row(srv, "CON-2", "sent"), rows_of(srv, "CON-2"))
             self.assertEqual(len(self.sink.messages()), 1)
 
     def test_cap_drop(self):

@@ -97,6 +97,8 @@ class RecommendationsTest(unittest.TestCase):
                                             "similarityFallback": False,
                                             "backupDisabled": True}, admin=True)
         self.assertEqual(s, 201, b)
+        for v in ("N1", "N2", "N3", "N4"):  # visitors who viewed something else
+            view(srv, v, "C-103")
         for v in ("V1", "V2", "V3"):
             view(srv, v, "C-102")
             view(srv, v, "S-201")
@@ -187,6 +189,55 @@ class RecommendationsTest(unittest.TestCase):
         self.assertNotIn("C-101", ids)
         self.assertEqual(also["items"][0]["name"], "Blue cotton sweatshirt")
         self.assertEqual([i["id"] for i in inst["actions"]["cart"]["items"]], ["C-101"])
+
+
+class RebuildTest(unittest.TestCase):
+    def test_model_is_rebuilt_from_stored_events_at_start(self):
+        import tempfile, shutil
+        d = tempfile.mkdtemp(prefix="tandem-reco-")
+        crit = {"criteriaGroup": "ITEM", "type": "VIEWED_CF", "similarityFallback": False,
+                "backupDisabled": True}
+        try:
+            srv = Server(data_dir=d).start()
+            for ident, name, cat, price in COATS:
+                s, b = srv.put(f"/v1/entities/{ident}", {"name": name, "categories": [cat]},
+                               admin=True)
+                self.assertIn(s, (200, 201), b)
+            for v in ("N1", "N2", "N3"):
+                view(srv, v, "C-103")
+            for v in ("V1", "V2", "V3"):
+                view(srv, v, "C-101")
+                view(srv, v, "S-202")
+            s, before = srv.post("/v1/recommendations", {"criteria": crit, "key": "C-101"},
+                                 admin=True)
+            self.assertEqual(s, 200, before)
+            # criteria and CUSTOM lists are stored too
+            s, b = srv.put("/v1/criteria/picked", {"criteriaGroup": "CUSTOM",
+                                                   "customId": "picked",
+                                                   "backupDisabled": True}, admin=True)
+            self.assertEqual(s, 201, b)
+            s, b = srv.put("/v1/criteria/picked/custom", "## RECS\nkey,recs\nC-101,H-301,S-201\n",
+                           admin=True, headers={"Content-Type": "text/csv"})
+            self.assertEqual((s, b.get("keys")), (200, 1), b)
+            s, b = srv.put("/v1/criteria/bad/custom", 'C-101,"unterminated\n', admin=True,
+                           headers={"Content-Type": "text/csv"})
+            self.assertEqual(s, 400, b)
+            self.assertEqual(srv.stop(), 0, srv.logs())
+            srv = Server(data_dir=d).start()
+            s, b = srv.post("/v1/recommendations", {"criteria": "picked", "key": "C-101"},
+                            admin=True)
+            self.assertEqual(s, 200, b)
+            self.assertEqual([i["id"] for i in b["items"]], ["H-301", "S-201"])
+            s, after = srv.post("/v1/recommendations", {"criteria": crit, "key": "C-101"},
+                                admin=True)
+            self.assertEqual(s, 200, after)
+            self.assertEqual([i["id"] for i in after["items"]],
+                             [i["id"] for i in before["items"]])
+            self.assertEqual(after["items"][0]["id"], "S-202")
+            self.assertIn("model built", srv.logs())
+            self.assertEqual(srv.stop(), 0, srv.logs())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

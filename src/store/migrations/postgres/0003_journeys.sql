@@ -71,6 +71,19 @@ CREATE TABLE journey_counters (
     PRIMARY KEY (journey_id, version, step, kind, reason)
 );
 
+-- What transactions add to the counters, folded into journey_counters when
+-- the counts are read: appending takes no row lock, so ingest transactions
+-- on several nodes never wait for each other (or deadlock) over a counter.
+CREATE TABLE journey_counter_log (
+    journey_id TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    step       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    n          BIGINT NOT NULL
+);
+CREATE INDEX journey_counter_log_journey ON journey_counter_log (journey_id);
+
 CREATE TABLE profile_attributes (
     profile_id BIGINT NOT NULL,
     name       TEXT NOT NULL,
