@@ -229,7 +229,21 @@ int td_journey__def_get(td_journey_engine_t *eng, td_store_conn_t *c, const char
     return rc;
 }
 
+static int snap_rebuild(td_journey_engine_t *eng);
+
+/* One rebuild at a time: the runner's reload poll and an admin call may both
+ * rebuild, and the one that read the journeys last must swap last. */
 int td_journey__snap_rebuild(td_journey_engine_t *eng)
+{
+    static pthread_mutex_t rebuild_mu = PTHREAD_MUTEX_INITIALIZER;
+
+    pthread_mutex_lock(&rebuild_mu);
+    int rc = snap_rebuild(eng);
+    pthread_mutex_unlock(&rebuild_mu);
+    return rc;
+}
+
+static int snap_rebuild(td_journey_engine_t *eng)
 {
     td_store_conn_t *c = td_store_acquire(eng->store);
     td_store_journey_t *rows = NULL;
