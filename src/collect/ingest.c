@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "profile/profile.h"
 #include "store/store.h"
@@ -180,8 +181,33 @@ static void write_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_
     int n_events = 0;
     int rc = TD_EBUSY;
 
-    for (int attempt = 0; attempt < 4 && rc == TD_EBUSY; attempt++) {
+    /* A deadlock with another writer (several nodes, or writer threads, on
+     * PostgreSQL) undoes the whole group: wait a random moment, so the two
+     * do not meet again, and try again. */
+    for (int attempt = 0; attempt < 3 && rc == TD_EBUSY; attempt++) {
+        if (attempt > 0) {
+            usleep((useconds_t)(1000 * attempt * (1 + rand() % 8)));
+        }
         rc = try_group(ing, c, first, end, &n_events);
+    }
+    /* Still meeting: the smaller the transaction, the fewer rows two
+     * writers can hold in opposite orders, so each request goes alone. */
+    if (rc == TD_EBUSY && first->next != end) {
+        rc = TD_OK;
+        for (job_t *j = first; j != end; j = j->next) {
+            int one = TD_EBUSY, n = 0;
+            for (int attempt = 0; attempt < 4 && one == TD_EBUSY; attempt++) {
+                if (attempt > 0) {
+                    usleep((useconds_t)(1000 * attempt * (1 + rand() % 8)));
+                }
+                job_t *next = j->next;
+                one = try_group(ing, c, j, next, &n);
+            }
+            if (one != TD_OK) {
+                j->rc = one;
+            }
+            n_events += n;
+        }
     }
     for (job_t *j = first; j != end; j = j->next) {
         if (rc != TD_OK) {
