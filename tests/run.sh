@@ -45,6 +45,8 @@ if want unit && [ -x "$O/tests/unit/store/test_sqlite" ] && ls -d /usr/lib/postg
         record "unit/store/test_sqlite (postgres)" $? "$log_dir/x"
         TANDEM_TEST_STORE="$url" "$O/tests/unit/catalog/test_import" >"$log_dir/x" 2>&1
         record "unit/catalog/test_import (postgres)" $? "$log_dir/x"
+        TANDEM_TEST_STORE="$url" "$O/tests/unit/store/test_reco" >"$log_dir/x" 2>&1
+        record "unit/store/test_reco (postgres)" $? "$log_dir/x"
         sh scripts/pg-test.sh stop "$pg_dir"
     else
         record "unit/store (postgres cluster start)" 1 "$log_dir/pg"

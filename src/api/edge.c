@@ -40,6 +40,7 @@ typedef struct pending {
     char ecid[ECID_MAX + 1];
     const char *org_id; /* borrowed from the configuration */
     int64_t cookie_max_age_s;
+    td_app_t *app; /* recommendations for decision scopes */
 } pending_t;
 
 /* The part of the path after /ee/: an optional location hint (the region
@@ -173,13 +174,57 @@ static void add_state_store(td_buf_t *b, const pending_t *p)
 }
 
 /* The propositions for the decision scopes the events asked for
- * (x->decision_scopes). Nothing is decided here yet, so the list is empty;
- * recommendations will answer these scopes. */
-static void add_decisions(td_buf_t *b, const td_xdm_request_t *x, const char *ecid)
+ * (x->decision_scopes): a scope named like a design (or a criteria id) gets
+ * its recommendations as a JSON content item, keyed by the first product of
+ * the events (the product viewed). Other scopes get no proposition. */
+static void add_decisions(td_buf_t *b, td_app_t *app, const td_xdm_request_t *x, const char *ecid)
 {
-    (void)x;
-    (void)ecid;
-    td_buf_adds(b, ",{\"type\":\"personalization:decisions\",\"payload\":[]}");
+    json_t *payload = json_array();
+    const char *key = NULL;
+
+    for (int i = 0; i < x->batch.n && key == NULL; i++) {
+        const td_event_t *ev = &x->batch.slots[i].ev;
+        if (x->batch.slots[i].err.code == TD_OK && ev->n_items > 0) {
+            key = ev->items[0].id;
+        }
+    }
+    for (int i = 0; app && app->recs && i < x->n_decision_scopes; i++) {
+        const char *scope = x->decision_scopes[i];
+        json_t *design = td_recs_design_get(app->recs, scope, true), *reply = NULL;
+        td_err_t err = { 0 };
+        if (design == NULL) {
+            continue;
+        }
+        json_t *req =
+            json_pack("{s:O, s:s}", "criteria", json_object_get(design, "criteria"), "ecid", ecid);
+        if (json_object_get(design, "count")) {
+            json_object_set(req, "count", json_object_get(design, "count"));
+        }
+        if (key) {
+            json_object_set_new(req, "key", json_string(key));
+        }
+        if (td_recs_recommend(app->recs, req, &reply, &err) == TD_OK) {
+            char pid[80];
+            snprintf(pid, sizeof(pid), "tandem-%d-%.40s", i, ecid);
+            json_array_append_new(
+                payload,
+                json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:[{s:s, s:s, s:{s:s, s:s, s:o}}]}", "id",
+                          pid, "scope", scope, "scopeDetails", "decisionProvider", "TGT",
+                          "activity", "id", scope, "items", "id", pid, "schema",
+                          "https://ns.adobe.com/personalization/json-content-item", "data", "id",
+                          pid, "format", "application/json", "content", reply));
+        } else {
+            td_log(TD_LOG_WARN, "edge", "decision scope not answered: %s", err.message);
+        }
+        json_decref(req);
+        json_decref(design);
+    }
+    char *s = json_dumps(payload, JSON_COMPACT);
+    td_buf_adds(b, ",{\"type\":\"personalization:decisions\",\"payload\":");
+    td_buf_adds(b, s);
+    td_buf_addc(b, '}');
+    free(s);
+    json_decref(payload);
 }
 
 static void add_errors(td_buf_t *b, const td_event_batch_t *batch)
@@ -236,7 +281,7 @@ static void reply_handles(pending_t *p, const bool *dup)
     td_buf_adds(&b, ",\"namespace\":{\"code\":\"ECID\"}}]}");
     add_state_store(&b, p);
     if (p->act == ACT_INTERACT) {
-        add_decisions(&b, &p->x, p->ecid);
+        add_decisions(&b, p->app, &p->x, p->ecid);
     }
     td_buf_addc(&b, ']');
     if (refused) {
@@ -321,6 +366,7 @@ void td_api_edge_post(td_http_req_t *req, void *ctx)
     p->act = act;
     p->cookie_max_age_s = app->cfg->cookie_days * 86400;
     p->org_id = td_config_datastream_org(app->cfg, config_id);
+    p->app = app;
     if (p->org_id == NULL) {
         pending_free(p);
         td_http_reply_errorf(req, TD_EFORBIDDEN, "configId",

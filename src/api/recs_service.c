@@ -16,6 +16,7 @@
 #include "profile/profile.h"
 #include "reco/reco.h"
 #include "util/log.h"
+#include "util/strmap.h"
 #include "util/banned.h"
 
 /* The criteria the shipped journeys reference: seeded when absent. */
@@ -36,6 +37,7 @@ struct td_recs {
     td_reco_content_t *content;
     pthread_mutex_t content_mu; /* serialises catalog -> content syncs */
     uint64_t content_version;   /* catalog version the content index reflects */
+    td_strmap_t content_seen;   /* entity id -> version put (entity_stamp) */
     bool content_loaded;
     /* criteria (id -> JSON text) and CUSTOM lists: written rarely, read by
      * every request for the whole ranking (CUSTOM lists are borrowed) */
@@ -189,34 +191,71 @@ static void cat_each_in_category(void *ctx, const char *category, td_reco_each_f
  * Content similarity kept in step with the catalog
  */
 
-static bool content_visit(void *ctx, const td_entity_t *e)
-{
-    td_recs_t *r = ctx;
-    arena_t a = { 0 };
-    td_reco_item_t item;
+typedef struct changed {
+    const td_entity_t **v;
+    size_t n, cap;
+    td_strmap_t *seen;
+} changed_t;
 
-    entity_to_item(e, &a, &item);
-    td_reco_content_put(r->content, &item);
-    arena_release(&a);
+/* What identifies one version of an entity: the index replaces the packed
+ * entity on every write, so its address with its update time changes. */
+static int64_t entity_stamp(const td_entity_t *e)
+{
+    return (int64_t)((uint64_t)(uintptr_t)e ^ ((uint64_t)e->updated_ms * 0x9E3779B97F4A7C15ULL));
+}
+
+static bool collect_changed(void *ctx, const td_entity_t *e)
+{
+    changed_t *c = ctx;
+    size_t len = strlen(e->id);
+    int64_t stamp = entity_stamp(e), was;
+
+    if (td_strmap_get(c->seen, e->id, len, &was) && was == stamp) {
+        return true;
+    }
+    td_strmap_put(c->seen, e->id, len, stamp);
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->v = td_xrealloc(c->v, c->cap * sizeof(*c->v));
+    }
+    c->v[c->n++] = td_entity_ref(e);
     return true;
 }
 
-/* Re-puts every entity when the catalog changed since the last sync (a put
- * replaces, so this is idempotent). Cheap when nothing changed. */
+/* Puts the entities changed since the last sync into the content index when
+ * the catalog's version moved. Cheap when nothing changed (one atomic read);
+ * otherwise one walk of the catalog, and only changed entities are
+ * re-indexed. They are collected under the catalog's read lock and put after
+ * it is released, so the two indexes' locks are never nested. */
 static void sync_content(td_recs_t *r)
 {
     td_catalog_t *cat = r->app->catalog;
+    changed_t ch = { .seen = &r->content_seen };
     uint64_t v;
 
     if (cat == NULL) {
         return;
     }
+    v = td_catalog_version(cat);
+    if (__atomic_load_n(&r->content_version, __ATOMIC_ACQUIRE) == v &&
+        __atomic_load_n(&r->content_loaded, __ATOMIC_ACQUIRE)) {
+        return;
+    }
     pthread_mutex_lock(&r->content_mu);
     v = td_catalog_version(cat);
     if (!r->content_loaded || v != r->content_version) {
-        td_catalog_foreach(cat, 0, content_visit, r);
-        r->content_version = v;
-        r->content_loaded = true;
+        td_catalog_foreach(cat, 0, collect_changed, &ch);
+        for (size_t i = 0; i < ch.n; i++) {
+            arena_t a = { 0 };
+            td_reco_item_t item;
+            entity_to_item(ch.v[i], &a, &item);
+            td_reco_content_put(r->content, &item);
+            arena_release(&a);
+            td_entity_unref(ch.v[i]);
+        }
+        free(ch.v);
+        __atomic_store_n(&r->content_version, v, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->content_loaded, true, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&r->content_mu);
 }
@@ -792,7 +831,9 @@ static int load_profile(td_recs_t *r, const json_t *req, profile_view_t *pv, td_
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && !id; i++) {
         json_t *v = json_object_get(req, fields[i][0]);
         if (v && !json_is_string(v)) {
-            return td_err_set(err, TD_EINVAL, fields[i][0], "expected a string");
+            char path[32];
+            snprintf(path, sizeof(path), "/%s", fields[i][0]);
+            return td_err_set(err, TD_EINVAL, path, "expected a string");
         }
         if (v) {
             ns = fields[i][1];
@@ -1119,6 +1160,7 @@ void td_recs_close(td_recs_t *r)
     }
     td_reco_engine_free(r->engine);
     td_reco_content_free(r->content);
+    td_strmap_clear(&r->content_seen);
     json_decref(r->criteria);
     json_decref(r->designs);
     for (int i = 0; i < r->n_customs; i++) {

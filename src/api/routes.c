@@ -50,7 +50,12 @@ const td_http_route_t td_api_routes[] = {
     { "GET", "/v1/criteria/{id}", td_api_criteria_get, TD_ROUTE_ADMIN },
     { "PUT", "/v1/criteria/{id}", td_api_criteria_put, TD_ROUTE_ADMIN },
     { "DELETE", "/v1/criteria/{id}", td_api_criteria_delete, TD_ROUTE_ADMIN },
-    { "POST", "/v1/recommendations", td_api_recommendations_post, TD_ROUTE_ADMIN },
-    { "GET", "/v1/recommendations", td_api_recommendations_get, TD_ROUTE_ADMIN },
+    { "POST", "/v1/recommendations", td_api_recommendations_post, 0 },  /* admin or recs_key */
+    { "GET", "/v1/recommendations", td_api_recommendations_get, 0 },
+    { "GET", "/v1/designs", td_api_designs_list, TD_ROUTE_ADMIN },
+    { "GET", "/v1/designs/{name}", td_api_design_get, TD_ROUTE_ADMIN },
+    { "PUT", "/v1/designs/{name}", td_api_design_put, TD_ROUTE_ADMIN },
+    { "DELETE", "/v1/designs/{name}", td_api_design_delete, TD_ROUTE_ADMIN },
+    { "POST", "/rest/v1/delivery", td_api_delivery_post, TD_ROUTE_CORS },
     { NULL, NULL, NULL, 0 },
 };

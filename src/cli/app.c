@@ -161,7 +161,8 @@ int td_cli_app_open(const td_config_t *cfg, bool serving, td_app_t *app)
         td_cli_app_close(app);
         return rc;
     }
-    if ((rc = td_recs_open(app, &app->recs)) != TD_OK) {
+    /* the model is rebuilt from every stored event: only worth it for a server */
+    if (serving && (rc = td_recs_open(app, &app->recs)) != TD_OK) {
         td_cli_app_close(app);
         return rc;
     }

@@ -602,7 +602,8 @@ static int pg_profile_load(void *conn, int64_t profile_id, td_store_profile_t *p
 const td_store_ops_t td_store_postgres_ops = {
     .domains = { [TD_STORE_DOMAIN_CATALOG] = &td_store_postgres_catalog_ops,
                  [TD_STORE_DOMAIN_RECO] = &td_store_postgres_reco_ops,
-                 [TD_STORE_DOMAIN_JOURNEY] = &td_store_postgres_journey_ops },
+                 [TD_STORE_DOMAIN_JOURNEY] = &td_store_postgres_journey_ops,
+                 [TD_STORE_DOMAIN_MESSAGE] = &td_store_postgres_message_ops },
     .name = "postgres",
     .open = pg_open,
     .close = pg_close,

@@ -626,6 +626,7 @@ typedef struct td_store_message_ops {
 } td_store_message_ops_t;
 
 extern const td_store_message_ops_t td_store_sqlite_message_ops;
+extern const td_store_message_ops_t td_store_postgres_message_ops;
 
 /* True when the store's backend has the message tables. */
 bool td_store_messages_supported(const td_store_t *st);

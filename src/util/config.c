@@ -42,6 +42,9 @@ static const setting_t settings[] = {
     { "admin_key", T_LIST, OFF(admin_key), "", 0, 0, NULL, true,
       "admin API key for Authorization: Bearer (repeatable; if none, one is generated into "
       "DATA/admin.key)" },
+    { "recs_key", T_LIST, OFF(recs_key), "", 0, 0, NULL, true,
+      "API key (Authorization: Bearer) that may only call /v1/recommendations, for "
+      "storefront back ends (repeatable; the admin key works too)" },
     { "datastream", T_LIST, OFF(datastream), "", 0, 0, NULL, false,
       "Adobe datastream id and its IMS org, CONFIGID=ORGID (repeatable)" },
     { "clock", T_ENUM, OFF(clock), "real", 0, 0, "real|virtual", false,

@@ -28,6 +28,7 @@ typedef struct td_config {
     char *config;            /* the config file that was read, if any */
     char *store;             /* empty = SQLite in data dir; sqlite:PATH; postgres://... */
     td_strlist_t admin_key;  /* Bearer keys for admin endpoints */
+    td_strlist_t recs_key;   /* Bearer keys that may only ask for recommendations */
     td_strlist_t datastream; /* CONFIGID=ORGID for the Edge endpoint */
     char *clock;             /* "real" or "virtual" */
     char *log_level;

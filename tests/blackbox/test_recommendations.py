@@ -3,6 +3,7 @@ errors, behaviour recorded now changing the next request, a new catalog item
 recommendable at once through SIMILARITY, filters and exclusions, backups,
 and the shipped cart-abandonment journey's recommend step returning real
 items."""
+import json
 import unittest
 
 from harness import Server, wait_until
@@ -28,7 +29,8 @@ def view(srv, ecid, *ids, kind="product_view"):
 class RecommendationsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Server("--public-url", "https://shop.example").start()
+        cls.srv = Server("--public-url", "https://shop.example",
+                         "--recs-key", "recs-key-0123456789abcdef").start()
         for ident, name, cat, price in COATS:
             s, b = cls.srv.put(f"/v1/entities/{ident}",
                                {"name": name, "categories": [cat],
@@ -88,7 +90,24 @@ class RecommendationsTest(unittest.TestCase):
                       status=400)
         self.assertEqual(b["error"]["path"], "/criteria/type", b)
         self.reco({"criteria": "bought-also-bought", "count": 0}, status=400)
+        b = self.reco({"criteria": "bought-also-bought", "email": 7}, status=400)
+        self.assertEqual(b["error"]["path"], "/email", b)
+        b = self.reco({"criteria": "bought-also-bought", "cart": "C-101", "exclude": [1]},
+                      status=400)
+        self.assertEqual(b["error"]["path"], "/exclude", b)
+        self.reco([1, 2], status=400)
         s, b = self.srv.post("/v1/recommendations", {"criteria": "bought-also-bought"})
+        self.assertEqual(s, 401, b)
+        s, b = self.srv.post("/v1/recommendations", "{bad", headers={"Authorization": "Bearer x"})
+        self.assertEqual(s, 401, b)
+        # a recs_key opens recommendations and nothing else
+        recs = {"Authorization": "Bearer recs-key-0123456789abcdef"}
+        s, b = self.srv.post("/v1/recommendations", {"criteria": "bought-also-bought"},
+                             headers=recs)
+        self.assertEqual(s, 200, b)
+        s, b = self.srv.get("/v1/recommendations?criteria=bought-also-bought", headers=recs)
+        self.assertEqual(s, 200, b)
+        s, b = self.srv.get("/v1/criteria", headers=recs)
         self.assertEqual(s, 401, b)
 
     def test_coview_changes_the_next_request(self):
@@ -189,6 +208,135 @@ class RecommendationsTest(unittest.TestCase):
         self.assertNotIn("C-101", ids)
         self.assertEqual(also["items"][0]["name"], "Blue cotton sweatshirt")
         self.assertEqual([i["id"] for i in inst["actions"]["cart"]["items"]], ["C-101"])
+
+
+class DeliveryAndEdgeTest(unittest.TestCase):
+    """Target's Delivery API and Edge decision scopes mapped to designs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--datastream", "ds-1=ORG@AdobeOrg").start()
+        for ident, name, cat, price in COATS:
+            s, b = cls.srv.put(f"/v1/entities/{ident}", {"name": name, "categories": [cat],
+                                                        "attributes": {"value": price}},
+                               admin=True)
+            assert s in (200, 201), b
+        s, b = cls.srv.put("/v1/criteria/similar", {"criteriaGroup": "ITEM", "type": "SIMILARITY",
+                                                    "backupDisabled": True}, admin=True)
+        assert s == 201, b
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.logs()
+
+    def test_designs_crud(self):
+        srv = self.srv
+        s, b = srv.put("/v1/designs/pdp", {"criteria": "similar", "count": 2}, admin=True)
+        self.assertEqual(s, 201, b)
+        s, b = srv.put("/v1/designs/bad", {"criteria": "nope"}, admin=True)
+        self.assertEqual((s, b["error"]["path"]), (400, "/criteria"), b)
+        s, b = srv.put("/v1/designs/bad", {"criteria": "similar", "count": 0}, admin=True)
+        self.assertEqual((s, b["error"]["path"]), (400, "/count"), b)
+        s, b = srv.put("/v1/designs/bad", {"criteria": "similar", "colour": 1}, admin=True)
+        self.assertEqual(s, 400, b)
+        s, b = srv.get("/v1/designs", admin=True)
+        self.assertIn("pdp", [d["name"] for d in b["designs"]])
+        s, b = srv.put("/v1/designs/tmp", {"criteria": "similar"}, admin=True)
+        self.assertEqual(s, 201, b)
+        self.assertEqual(srv.delete("/v1/designs/tmp", admin=True)[0], 204)
+        self.assertEqual(srv.get("/v1/designs/tmp", admin=True)[0], 404)
+
+    def test_delivery_api_shape(self):
+        srv = self.srv
+        s, b = srv.put("/v1/designs/pdp-recs", {"criteria": "similar", "count": 2}, admin=True)
+        self.assertIn(s, (200, 201), b)
+        body = {"requestId": "r-1", "context": {"channel": "web"},
+                "execute": {"mboxes": [
+                    {"index": 0, "name": "pdp-recs",
+                     "parameters": {"entity.id": "C-101", "excludedIds": "C-102"}},
+                    {"index": 1, "name": "pdp-recs",
+                     "parameters": {"entity.id": "C-101", "entity.value": "not a number"}},
+                    {"index": 2, "name": "unknown"}]},
+                "prefetch": {"mboxes": [{"index": 0, "name": "similar",
+                                         "parameters": {"entity.id": "C-102"}}]}}
+        s, b = srv.post("/rest/v1/delivery?client=acme&sessionId=s-1", body)
+        self.assertEqual(s, 200, b)
+        self.assertEqual((b["status"], b["requestId"], b["client"]), (200, "r-1", "acme"))
+        self.assertRegex(b["id"]["tntId"], r"^[0-9a-f]{32}$")
+        self.assertNotIn("edgeHost", b)
+        m0, m1, m2 = b["execute"]["mboxes"]
+        opt = m0["options"][0]
+        self.assertEqual(opt["type"], "json")
+        ids = [i["id"] for i in opt["content"]["items"]]
+        self.assertNotIn("C-102", ids)
+        self.assertNotIn("C-101", ids)
+        self.assertEqual(len(ids), 2, ids)
+        self.assertIn("error", m1)  # one bad mbox: reported inside a 200
+        self.assertEqual(m2["options"], [])
+        pre = b["prefetch"]["mboxes"][0]  # a criteria id used as the mbox name
+        self.assertTrue(pre["options"][0]["eventToken"])
+        self.assertEqual(pre["options"][0]["content"]["criteria"], "similar")
+        # the same tntId comes back; entity.* parameters reached the catalog
+        body = {"id": {"tntId": b["id"]["tntId"]},
+                "execute": {"mboxes": [{"index": 0, "name": "pdp-recs",
+                                        "parameters": {"entity.id": "N-1",
+                                                       "entity.name": "Grey wool winter coat",
+                                                       "entity.categoryId": "Men:Coats"}}]},
+                "notifications": [{"id": "n1", "type": "display"}]}
+        s, b2 = srv.post("/rest/v1/delivery?client=acme&sessionId=s-1", body)
+        self.assertEqual(s, 200, b2)
+        self.assertEqual(b2["id"]["tntId"], b["id"]["tntId"])
+        self.assertEqual(b2["notifications"], [{"id": "n1"}])
+        s, e = srv.get("/v1/entities/N-1", admin=True)
+        self.assertEqual((s, e["name"]), (200, "Grey wool winter coat"), e)
+        s, b3 = srv.post("/rest/v1/delivery?client=acme", "{bad")
+        self.assertEqual(s, 400, b3)
+
+    def test_delivery_nasty_input(self):
+        srv = self.srv
+        bodies = [
+            {}, [], "x", {"id": {"tntId": 5}, "execute": []},
+            {"id": {"tntId": "t" * 5000, "customerIds": [None, 3]}},
+            {"execute": {"mboxes": [1, None, {"name": 5}, {"index": "a", "name": "similar",
+                                                          "parameters": {"entity.id": ""}}]}},
+            {"execute": {"mboxes": [{"name": "similar", "parameters": {"entity.id": "C-101",
+                                                                      "cartIds": ",,,",
+                                                                      "excludedIds": 7,
+                                                                      "n": [1], "m": None}}]}},
+            {"prefetch": {"mboxes": [{"name": "similar",
+                                      "parameters": {f"p{i}": "v" for i in range(300)}}]}},
+            {"execute": {"mboxes": [{"name": "similar", "index": i} for i in range(80)]}},
+            {"execute": {"mboxes": [{"name": "similar",
+                                     "profileParameters": {"a": {"b": 1}, "c": 2.5}}]}},
+            {"notifications": [1, {"id": 3}, {"id": "x"}]},
+        ]
+        for body in bodies:
+            s, b = srv.post("/rest/v1/delivery?client=acme", body)
+            self.assertIn(s, (200, 400), (body, b))
+            if isinstance(body, dict):
+                self.assertEqual(s, 200, (body, b))
+        s, b = srv.get("/healthz")
+        self.assertEqual(s, 200)
+
+    def test_edge_decision_scopes(self):
+        srv = self.srv
+        s, b = srv.put("/v1/designs/edge-recs", {"criteria": "similar"}, admin=True)
+        self.assertIn(s, (200, 201), b)
+        body = {"events": [{"xdm": {"eventType": "commerce.productViews",
+                                    "productListItems": [{"SKU": "C-101"}]},
+                            "query": {"personalization": {"decisionScopes":
+                                                          ["edge-recs", "not-a-design"]}}}],
+                "query": {"identity": {"fetch": ["ECID"]}}}
+        s, b, _ = srv.request("POST", "/ee/v1/interact?configId=ds-1&requestId=x-1",
+                              json.dumps(body), headers={"Content-Type": "text/plain"})
+        self.assertEqual(s, 200, b)
+        props = [p for h in b["handle"] if h["type"] == "personalization:decisions"
+                 for p in h["payload"]]
+        self.assertEqual([p["scope"] for p in props], ["edge-recs"], props)
+        item = props[0]["items"][0]
+        self.assertEqual(item["schema"], "https://ns.adobe.com/personalization/json-content-item")
+        ids = [i["id"] for i in item["data"]["content"]["items"]]
+        self.assertTrue(ids and "C-101" not in ids, ids)
 
 
 class RebuildTest(unittest.TestCase):

@@ -10,7 +10,7 @@ if [ $# -ne 1 ] || [ ! -x "$1" ]; then
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-for m in playwright-core @adobe/alloy; do
+for m in playwright-core @adobe/alloy @adobe/target-nodejs-sdk; do
     if [ ! -d "$here/node_modules/$m" ]; then
         echo "browser: FAIL, $m is not installed; run: (cd tests/browser && npm ci)" >&2
         exit 1
@@ -18,4 +18,6 @@ for m in playwright-core @adobe/alloy; do
 done
 # a sanitized tandem reports leaks at exit; the test checks its exit status
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+# Target's Delivery API with the real @adobe/target-nodejs-sdk (no browser)
+node "$here/delivery.test.mjs" "$bin"
 exec node "$here/edge.test.mjs" "$bin"
