@@ -35,6 +35,15 @@ class CliTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="tandem-cli-")
 
+    def test_committed_reference_matches_the_table(self):
+        """docs/configuration.md is generated; regenerate it when a setting changes:
+        ./tandem config --markdown > docs/configuration.md"""
+        rc, out, _ = run("config", "--markdown")
+        self.assertEqual(rc, 0)
+        docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "configuration.md")
+        with open(docs, encoding="utf-8") as f:
+            self.assertEqual(f.read(), out, "docs/configuration.md is stale")
+
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
