@@ -293,11 +293,16 @@ static json_t *answer_mbox(td_app_t *app, const json_t *mbox, const visitor_t *w
         char pnum[MAX_PARAMS][32];
         int pn = 0;
         if (collect_params(pp, pkv, pnum, &pn) == TD_OK) {
+            /* as request parameters ("profile.x") and as the visitor's
+             * profile attributes (PROFILEATTRIBUTE keys, profile rules) */
+            json_t *attrs = json_object();
             for (int i = 0; i < pn; i++) {
                 char key[300];
                 snprintf(key, sizeof(key), "profile.%s", pkv[i].key);
                 json_object_set_new(p, key, json_string(pkv[i].value));
+                json_object_set_new(attrs, pkv[i].key, json_string(pkv[i].value));
             }
+            json_object_set_new(req, "profile", attrs);
         }
     }
     json_object_set_new(req, "params", p);

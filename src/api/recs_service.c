@@ -15,6 +15,7 @@
 
 #include "profile/profile.h"
 #include "reco/reco.h"
+#include "util/buf.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/banned.h"
@@ -808,6 +809,12 @@ typedef struct profile_view {
     td_reco_cart_line_t *cart;
     int n_cart;
     json_t *purchased; /* parsed items_json documents, kept for their strings */
+    /* profile attributes for PROFILEATTRIBUTE keys and profile rules: the
+     * stored ones (update_profile), then the request's "profile" object,
+     * which wins; values are text (a JSON list is joined with commas) */
+    td_reco_kv_t *attrs;
+    int n_attrs;
+    char **attr_text;
 } profile_view_t;
 
 static void profile_view_release(profile_view_t *pv)
@@ -818,6 +825,100 @@ static void profile_view_release(profile_view_t *pv)
     free(pv->hist);
     free(pv->cart);
     json_decref(pv->purchased);
+    for (int i = 0; i < pv->n_attrs; i++) {
+        free(pv->attr_text[2 * i]);
+        free(pv->attr_text[2 * i + 1]);
+    }
+    free(pv->attrs);
+    free(pv->attr_text);
+}
+
+/* A JSON value as the text ranking compares: strings as they are, numbers
+ * and booleans printed, lists joined with commas; NULL for objects. */
+static char *attr_value_text(const json_t *v)
+{
+    if (json_is_string(v)) {
+        return td_xstrdup(json_string_value(v));
+    }
+    if (json_is_array(v)) {
+        td_buf_t b = TD_BUF_INIT;
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            char *t = json_is_array(e) || json_is_object(e) ? NULL : attr_value_text(e);
+            if (t) {
+                td_buf_adds(&b, b.len ? "," : "");
+                td_buf_adds(&b, t);
+                free(t);
+            }
+        }
+        return td_buf_detach(&b);
+    }
+    if (json_is_number(v) || json_is_boolean(v)) {
+        return json_dumps(v, JSON_ENCODE_ANY);
+    }
+    return NULL;
+}
+
+static void attr_put(profile_view_t *pv, const char *name, const json_t *value)
+{
+    char *text = attr_value_text(value);
+
+    if (text == NULL) {
+        return;
+    }
+    for (int i = 0; i < pv->n_attrs; i++) {
+        if (strcmp(pv->attr_text[2 * i], name) == 0) {
+            free(pv->attr_text[2 * i + 1]);
+            pv->attr_text[2 * i + 1] = text;
+            pv->attrs[i].value = text;
+            return;
+        }
+    }
+    pv->attr_text = td_xrealloc(pv->attr_text, sizeof(char *) * (size_t)(2 * pv->n_attrs + 2));
+    pv->attrs = td_xrealloc(pv->attrs, sizeof(td_reco_kv_t) * (size_t)(pv->n_attrs + 1));
+    pv->attr_text[2 * pv->n_attrs] = td_xstrdup(name);
+    pv->attr_text[2 * pv->n_attrs + 1] = text;
+    pv->attrs[pv->n_attrs] = (td_reco_kv_t){ pv->attr_text[2 * pv->n_attrs], text };
+    pv->n_attrs++;
+}
+
+/* Stored attributes of the profile, then the request's "profile" object. */
+static int load_profile_attributes(td_recs_t *r, const json_t *req, profile_view_t *pv,
+                                   td_err_t *err)
+{
+    const json_t *given = json_object_get(req, "profile");
+
+    if (given && !json_is_object(given)) {
+        return td_err_set(err, TD_EINVAL, "/profile", "expected an object of attributes");
+    }
+    if (pv->found) {
+        td_store_attr_t *rows = NULL;
+        int n = 0;
+        td_store_conn_t *c = td_store_acquire(r->app->store);
+        int rc = td_store_profile_attrs_get(c, pv->p.id, &rows, &n);
+        td_store_release(r->app->store, c);
+        if (rc == TD_OK) {
+            for (int i = 0; i < n; i++) {
+                json_t *v = rows[i].value ? json_loads(rows[i].value, JSON_DECODE_ANY, NULL) : NULL;
+                if (v) {
+                    attr_put(pv, rows[i].name, v);
+                }
+                json_decref(v);
+            }
+            td_store_attrs_free(rows, n);
+        } else if (rc != TD_ENOTFOUND && rc != TD_EINVAL) {
+            return td_err_set(err, rc, "", "cannot read the profile's attributes");
+        }
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)given, name, v)
+    {
+        attr_put(pv, name, v);
+    }
+    return TD_OK;
 }
 
 static int load_profile(td_recs_t *r, const json_t *req, profile_view_t *pv, td_err_t *err)
@@ -992,6 +1093,9 @@ static int recommend(td_recs_t *r, const json_t *req, bool with_profile, json_t 
     if (with_profile && (rc = load_profile(r, req, &pv, err)) != TD_OK) {
         goto done;
     }
+    if ((rc = load_profile_attributes(r, req, &pv, err)) != TD_OK) {
+        goto done;
+    }
     if (pv.found) {
         snprintf(visitor, sizeof(visitor), "%s", pv.visitor);
     } else if (json_is_integer(v = json_object_get(req, "profile_id"))) {
@@ -1017,6 +1121,8 @@ static int recommend(td_recs_t *r, const json_t *req, bool with_profile, json_t 
         .n_cart = lines ? n_lines : pv.n_cart,
         .history = pv.found ? pv.hist : NULL,
         .n_history = pv.found ? pv.n_hist : 0,
+        .profile = pv.attrs,
+        .n_profile = pv.n_attrs,
         .params = params,
         .n_params = n_params,
         .exclude_ids = exclude.v,

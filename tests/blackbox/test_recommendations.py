@@ -151,6 +151,23 @@ class RecommendationsTest(unittest.TestCase):
                                     "similarityFallback": False})
         self.assertEqual(self.ids(cheap), ["H-301"])
 
+    def test_profile_attribute_keys_the_criteria(self):
+        srv = self.srv
+        for v in ("PA1", "PA2", "PA3"):
+            view(srv, v, "C-101")
+            view(srv, v, "S-202")
+        crit = {"criteriaGroup": "PROFILEATTRIBUTE", "type": "VIEWED_CF",
+                "keyAttribute": "heroItem", "backupDisabled": True,
+                "similarityFallback": False}
+        req = {"criteria": crit, "count": 3, "profile": {"heroItem": "C-101"}}
+        got = wait_until(lambda: self.ids(req) or None)
+        self.assertEqual(got[0], "S-202", got)
+        # without the attribute there is no key, so nothing (backups are off)
+        self.assertEqual(self.ids({"criteria": crit, "count": 3}), [])
+        s, b = srv.post("/v1/recommendations", {"criteria": crit, "profile": ["x"]}, admin=True)
+        self.assertEqual(s, 400, b)
+        self.assertEqual(b["error"]["path"], "/profile")
+
     def test_new_item_is_similar_at_once(self):
         srv = self.srv
         crit = {"criteriaGroup": "ITEM", "type": "SIMILARITY", "backupDisabled": True}
