@@ -8,7 +8,7 @@ BUILD="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-de
 libcurl4-openssl-dev libssl-dev libcsv-dev libxml2-dev libpq-dev libopendkim-dev"
 TEST="postgresql libcmocka-dev sqlite3 python3 clang libclang-rt-14-dev gnutls-bin chromium nodejs npm
 python3-dkim python3-aiosmtpd openssl"
-BENCH="wrk nginx-light"
+BENCH="wrk nginx-light postfix"
 
 case "${1:-all}" in
 build) want="$BUILD" ;;
