@@ -452,6 +452,17 @@ static int build_attributes(json_t *event, json_t *xdm, const char *path, td_eve
                      MAX_ATTR_STRING);
     set_short_string(attrs, "referrer", dig(xdm, "web", "webReferrer", "URL", NULL),
                      MAX_ATTR_STRING);
+    /* alloy sends the browser's offset as JavaScript's getTimezoneOffset():
+     * minutes to ADD to local time for UTC, so UTC+01:00 arrives as -60 */
+    json_t *tzo = dig(xdm, "placeContext", "localTimezoneOffset", NULL);
+    if (json_is_integer(tzo) && json_integer_value(tzo) >= -14 * 60 &&
+        json_integer_value(tzo) <= 14 * 60) {
+        int east = -(int)json_integer_value(tzo);
+        char tz[16];
+        snprintf(tz, sizeof(tz), "%c%02d:%02d", east < 0 ? '-' : '+', abs(east) / 60,
+                 abs(east) % 60);
+        json_object_set_new(attrs, "timezone", json_string(tz));
+    }
     if (json_is_object(data) && json_object_size(data) > 0) {
         json_object_set(attrs, "data", data);
     }

@@ -107,12 +107,42 @@ static int on_purchase(td_store_conn_t *c, const td_config_t *cfg, const td_even
     return rc;
 }
 
+/* Quiet hours need the shopper's time zone: an event that carries one
+ * (the Web SDK's placeContext, or a native "attributes.timezone" offset)
+ * keeps the newest as the profile attribute "timezone_from_events", a
+ * source below an explicit "timezone" attribute. */
+static int remember_event_timezone(struct td_store_conn *conn, const td_event_t *ev,
+                                   int64_t profile_id, int64_t now_ms)
+{
+    int off;
+
+    if (ev->attributes_json == NULL || strstr(ev->attributes_json, "\"timezone\"") == NULL) {
+        return TD_OK;
+    }
+    json_t *attrs = json_loads(ev->attributes_json, 0, NULL);
+    const char *tz = json_string_value(json_object_get(attrs, "timezone"));
+    int rc = TD_OK;
+    if (tz && td_tz_offset_parse(tz, &off) == TD_OK) {
+        json_t *v = json_string(tz);
+        char *text = json_dumps(v, JSON_ENCODE_ANY);
+        rc = td_store_profile_attr_set(conn, profile_id, "timezone_from_events", text, now_ms);
+        free(text);
+        json_decref(v);
+    }
+    json_decref(attrs);
+    return rc == TD_ENOTFOUND ? TD_OK : rc;
+}
+
 int td_message_ingest_hook(void *ctx, struct td_store_conn *conn, const td_event_t *ev,
                            int64_t profile_id, int64_t seq, int64_t received_ms)
 {
     const td_config_t *cfg = ctx;
+    int rc;
 
-    (void)received_ms;
+    if (profile_id > 0 &&
+        (rc = remember_event_timezone(conn, ev, profile_id, received_ms)) != TD_OK) {
+        return rc;
+    }
     if (strcmp(ev->type, "email_open") == 0) {
         return on_engagement(conn, ev, "opened");
     }

@@ -243,20 +243,22 @@ out:
 /* ---- rules -------------------------------------------------------------- */
 
 /* The recipient's UTC offset: the profile's attributes.timezone, else the
+ * time zone its events carried (attributes.timezone_from_events), else the
  * email step's data.timezone (the journey's default), else quiet_hours_tz.
  * Only fixed offsets are understood ("+02:00"); another value is passed
  * over to the next source. */
 static int tz_offset(const td_outbox_t *o, const json_t *data, const char **source)
 {
-    const char *cands[2] = {
-        json_string_value(json_object_get(
-            json_object_get(json_object_get(data, "profile"), "attributes"), "timezone")),
+    json_t *attrs = json_object_get(json_object_get(data, "profile"), "attributes");
+    const char *cands[3] = {
+        json_string_value(json_object_get(attrs, "timezone")),
+        json_string_value(json_object_get(attrs, "timezone_from_events")),
         json_string_value(json_object_get(json_object_get(data, "data"), "timezone")),
     };
-    const char *names[2] = { "profile", "journey" };
+    const char *names[3] = { "profile", "events", "journey" };
     int off;
 
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (cands[i] && td_tz_offset_parse(cands[i], &off) == TD_OK) {
             *source = names[i];
             return off;

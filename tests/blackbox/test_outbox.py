@@ -501,6 +501,21 @@ class RulesTest(unittest.TestCase):
             self.assertTrue(rows, rows_of(srv, "QH-3"))
             self.assertIn("tz_source=journey", rows[0]["last_error"])
 
+    def test_quiet_hours_time_zone_from_events(self):
+        """An event's time zone (native attributes.timezone; the Web SDK's
+        placeContext.localTimezoneOffset maps to it) is the profile's source
+        below an explicit profile attribute."""
+        with server(self.sink, "--quiet-hours", "21:00-08:00") as srv:
+            tz, off = offset_for(clock_ms(srv) + 3 * HOUR * 1000, 23 * 60)
+            srv.apply_journey("cart-abandonment.json")
+            cart_add(srv, "QH-4", [COAT], email="evtz@example.com",
+                     attributes={"timezone": tz})
+            srv.advance(3 * HOUR + 1)
+            rows = wait_until(lambda: [r for r in rows_of(srv, "QH-4")
+                                       if (r.get("last_error") or "").startswith("quiet_hours")])
+            self.assertTrue(rows, rows_of(srv, "QH-4"))
+            self.assertIn("tz_source=events", rows[0]["last_error"])
+
 
 DKIM_VERIFY = r"""
 import sys, dkim

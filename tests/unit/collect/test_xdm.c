@@ -128,6 +128,25 @@ static void test_clock_far_off(void **state)
     }
 }
 
+static void test_timezone_offset(void **state)
+{
+    td_xdm_request_t r;
+
+    (void)state;
+    /* getTimezoneOffset() semantics: -330 is UTC+05:30, 300 is UTC-05:00 */
+    td_event_slot_t *s = one("{\"eventType\":\"web.webpagedetails.pageViews\","
+                             "\"placeContext\":{\"localTimezoneOffset\":-330}}",
+                             &r);
+    assert_non_null(strstr(s->ev.attributes_json, "\"timezone\":\"+05:30\""));
+    td_xdm_request_release(&r);
+    s = one("{\"eventType\":\"x\",\"placeContext\":{\"localTimezoneOffset\":300}}", &r);
+    assert_non_null(strstr(s->ev.attributes_json, "\"timezone\":\"-05:00\""));
+    td_xdm_request_release(&r);
+    s = one("{\"eventType\":\"x\",\"placeContext\":{\"localTimezoneOffset\":99999}}", &r);
+    assert_true(s->ev.attributes_json == NULL || !strstr(s->ev.attributes_json, "timezone"));
+    td_xdm_request_release(&r);
+}
+
 static void test_long_type_is_cut(void **state)
 {
     char xdm[512];
@@ -546,21 +565,14 @@ static void test_ecid_ok(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_alloy_interact),
-        cmocka_unit_test(test_event_types),
-        cmocka_unit_test(test_clock_far_off),
-        cmocka_unit_test(test_long_type_is_cut),
-        cmocka_unit_test(test_refused_fields),
-        cmocka_unit_test(test_refused_requests),
-        cmocka_unit_test(test_empty_and_odd_requests),
-        cmocka_unit_test(test_ecid_sources),
-        cmocka_unit_test(test_consent),
-        cmocka_unit_test(test_event_consents),
-        cmocka_unit_test(test_big_data_is_dropped),
-        cmocka_unit_test(test_scopes_are_capped),
-        cmocka_unit_test(test_cookie_name),
-        cmocka_unit_test(test_cookie_round_trip),
-        cmocka_unit_test(test_cookie_nasty),
+        cmocka_unit_test(test_alloy_interact),    cmocka_unit_test(test_event_types),
+        cmocka_unit_test(test_clock_far_off),     cmocka_unit_test(test_long_type_is_cut),
+        cmocka_unit_test(test_timezone_offset),   cmocka_unit_test(test_refused_fields),
+        cmocka_unit_test(test_refused_requests),  cmocka_unit_test(test_empty_and_odd_requests),
+        cmocka_unit_test(test_ecid_sources),      cmocka_unit_test(test_consent),
+        cmocka_unit_test(test_event_consents),    cmocka_unit_test(test_big_data_is_dropped),
+        cmocka_unit_test(test_scopes_are_capped), cmocka_unit_test(test_cookie_name),
+        cmocka_unit_test(test_cookie_round_trip), cmocka_unit_test(test_cookie_nasty),
         cmocka_unit_test(test_ecid_ok),
     };
 
