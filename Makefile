@@ -4,7 +4,7 @@
 # CC=clang, O=<build dir>.
 
 CC       ?= cc
-PKGS     := libmicrohttpd jansson sqlite3 libcurl openssl libxml-2.0 libpq
+PKGS     := libmicrohttpd jansson sqlite3 libcurl openssl libxml-2.0 libpq zlib
 O        ?= build
 SANITIZE ?=
 
@@ -30,7 +30,7 @@ UNIT_BIN := $(UNIT_SRC:%.c=$(O)/%)
 FUZZ_SRC := $(filter-out fuzz/replay.c,$(wildcard fuzz/*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(O)/fuzz/replay_%)
 
-.PHONY: all deps deps-build deps-test run test test-unit test-blackbox test-fuzz test-browser fuzz bench \
+.PHONY: all deps deps-build deps-run deps-test run test test-unit test-blackbox test-fuzz test-browser fuzz bench \
         format format-check clean
 all: tandem
 
@@ -70,11 +70,14 @@ deps:
 	sh scripts/deps.sh all
 deps-build:
 	sh scripts/deps.sh build
+deps-run:
+	sh scripts/deps.sh run
 deps-test:
 	sh scripts/deps.sh test
 
-# The main job: the server on embedded SQLite with demo data, on 127.0.0.1:8080.
-run: deps-build
+# The main job: the server on embedded SQLite with the demo (shop, journeys,
+# mailbox) on https://localhost:8443/demo/.
+run: deps-run
 	$(MAKE) tandem
 	./tandem demo --data ./data
 

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                  .now_ms = 1795000000000LL,
                                  .entry_ms = 1,
                                  .seed = "1/j/s",
-                                 .tz = td_journey_tzdb_offset };
+                                 .tz = td_tz_cache_offset };
         json_t *out = NULL;
         if (td_journey_expr_eval(e, &env, &out, &err) == TD_OK) {
             json_decref(out);

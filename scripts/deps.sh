@@ -5,16 +5,18 @@
 set -eu
 
 BUILD="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcurl4-openssl-dev libssl-dev libcsv-dev libxml2-dev libpq-dev libopendkim-dev"
+libcurl4-openssl-dev libssl-dev libcsv-dev libxml2-dev libpq-dev libopendkim-dev zlib1g-dev"
 TEST="postgresql libcmocka-dev sqlite3 python3 clang libclang-rt-14-dev gnutls-bin chromium nodejs npm
 python3-dkim python3-aiosmtpd openssl"
+RUN="openssl nodejs npm"
 BENCH="wrk nginx-light postfix"
 
 case "${1:-all}" in
 build) want="$BUILD" ;;
-test) want="$BUILD $TEST" ;;
+run) want="$BUILD $RUN" ;;
+test) want="$BUILD $RUN $TEST" ;;
 bench) want="$BUILD $BENCH" ;;
-*) want="$BUILD $TEST $BENCH" ;;
+*) want="$BUILD $RUN $TEST $BENCH" ;;
 esac
 
 missing=""
@@ -39,6 +41,12 @@ fi
 case "${1:-all}" in
 build | bench) exit 0 ;;
 esac
+# the demo shop serves the real Adobe Web SDK, installed from npm
+if [ ! -d web/node_modules/@adobe/alloy ]; then
+    echo "deps: npm install (web)"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+[ "${1:-all}" = run ] && exit 0
 # browser tests: playwright-core drives Debian's chromium (never a downloaded
 # browser); the real Adobe Web SDK comes from npm
 if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then

@@ -76,8 +76,11 @@ fi
 
 if want browser && [ -f tests/browser/run.sh ]; then
     echo "== browser tests (chromium + playwright-core)"
-    sh tests/browser/run.sh "$O/tandem" >"$log_dir/x" 2>&1
+    E2E=0 sh tests/browser/run.sh "$O/tandem" >"$log_dir/x" 2>&1
     record "browser" $? "$log_dir/x"
+    echo "== end to end: the demo shop, journeys, SMTP (chromium + playwright-core)"
+    node tests/browser/e2e.test.mjs "$O/tandem" >"$log_dir/x" 2>&1
+    record "browser/e2e" $? "$log_dir/x"
 fi
 
 rm -rf "$log_dir"

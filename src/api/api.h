@@ -54,6 +54,23 @@ void td_api_clock_advance(td_http_req_t *req, void *app);
 void td_api_edge_post(td_http_req_t *req, void *app);
 /* GET /web/...: static files from web_dir (static.c). */
 void td_api_static_get(td_http_req_t *req, void *app);
+/* Replies with doc as JSON and releases it. */
+void td_api__reply_doc(td_http_req_t *req, int status, json_t *doc);
+/* Replies with the file rel below dir (same rules as /web/: known types
+ * only, nothing outside dir, 404 otherwise). */
+void td_api__serve_file(td_http_req_t *req, const char *dir, const char *rel);
+/* /demo/...: the demo shop, its mailbox and their JSON (demo.c); 404 unless
+ * the server runs as `tandem demo` (demo_mailbox set). */
+void td_api_demo_static(td_http_req_t *req, void *app);
+void td_api_demo_image(td_http_req_t *req, void *app);
+void td_api_demo_config(td_http_req_t *req, void *app);
+void td_api_demo_categories(td_http_req_t *req, void *app);
+void td_api_demo_products(td_http_req_t *req, void *app);
+void td_api_demo_product(td_http_req_t *req, void *app);
+void td_api_demo_mailbox(td_http_req_t *req, void *app);
+void td_api_demo_mail(td_http_req_t *req, void *app);
+void td_api_demo_journeys(td_http_req_t *req, void *app);
+void td_api_demo_advance(td_http_req_t *req, void *app);
 /* The catalog API (entities.c). */
 void td_api_entities_import(td_http_req_t *req, void *app);
 void td_api_entities_list(td_http_req_t *req, void *app);

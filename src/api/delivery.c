@@ -21,15 +21,6 @@
 #define MAX_MBOXES        50
 #define MAX_PARAMS        200
 
-static void reply_json(td_http_req_t *req, int status, json_t *doc)
-{
-    char *s = json_dumps(doc, JSON_COMPACT);
-
-    td_http_reply(req, status, "application/json", s, strlen(s));
-    free(s);
-    json_decref(doc);
-}
-
 /* A plain tntId: 32 hex digits, without the ".<n>_<n>" location suffix, so
  * the SDKs keep talking to this server rather than an edge cluster. */
 static void mint_id(char out[33])
@@ -462,5 +453,5 @@ void td_api_delivery_post(td_http_req_t *req, void *ctx)
         td_log(TD_LOG_DEBUG, "delivery", "notifications n=%zu", json_array_size(notes));
     }
     json_decref(doc);
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }

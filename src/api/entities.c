@@ -27,27 +27,6 @@
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT     1000
 
-typedef struct body_reader {
-    const char *data;
-    size_t len, pos;
-} body_reader_t;
-
-static long body_read(void *ctx, char *buf, size_t cap)
-{
-    body_reader_t *b = ctx;
-    size_t n = b->len - b->pos;
-
-    if (n > cap) {
-        n = cap;
-    }
-    if (n > CHUNK) {
-        n = CHUNK;
-    }
-    memcpy(buf, b->data + b->pos, n);
-    b->pos += n;
-    return (long)n;
-}
-
 static td_feed_format_t format_from_content_type(const char *ct)
 {
     static const struct {
@@ -130,7 +109,7 @@ void td_api_entities_import(td_http_req_t *req, void *ctx)
     td_import_options_t opt = { 0 };
     td_import_result_t res;
     td_err_t err = { 0 };
-    body_reader_t br = { 0 };
+    td_feed_mem_t br = { .chunk = CHUNK };
     td_buf_t out = TD_BUF_INIT;
     int rc;
 
@@ -166,7 +145,7 @@ void td_api_entities_import(td_http_req_t *req, void *ctx)
         return;
     }
     opt.now_ms = td_clock_now_ms(app->clock);
-    rc = td_catalog_import(app->catalog, app->store, &opt, body_read, &br, &res, &err);
+    rc = td_catalog_import(app->catalog, app->store, &opt, td_feed_read_mem, &br, &res, &err);
     if (rc != TD_OK) {
         td_http_reply_error(req, rc, &err);
         td_import_result_release(&res);

@@ -11,18 +11,6 @@
 #include "profile/profile.h"
 #include "util/banned.h"
 
-static void reply_json(td_http_req_t *req, int status, json_t *doc)
-{
-    td_buf_t out = TD_BUF_INIT;
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
-
-    td_buf_adds(&out, text ? text : "{}");
-    free(text);
-    json_decref(doc);
-    td_http_reply_json(req, status, &out);
-    td_buf_release(&out);
-}
-
 static bool engine_ready(td_http_req_t *req, td_app_t *app)
 {
     if (app->journeys == NULL) {
@@ -50,7 +38,7 @@ static void reply_errors(td_http_req_t *req, int rc, const td_err_t *err,
         json_object_set(e, "truncated", json_object_get(list, "truncated"));
         json_decref(list);
     }
-    reply_json(req, td_http_status_for(rc), json_pack("{s:o}", "error", e));
+    td_api__reply_doc(req, td_http_status_for(rc), json_pack("{s:o}", "error", e));
 }
 
 static bool parse_int(const char *s, int64_t *out)
@@ -83,7 +71,7 @@ void td_api_journeys_list(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_journey_get(td_http_req_t *req, void *ctx)
@@ -107,7 +95,7 @@ void td_api_journey_get(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_journey_put(td_http_req_t *req, void *ctx)
@@ -128,7 +116,7 @@ void td_api_journey_put(td_http_req_t *req, void *ctx)
     if (rc != TD_OK) {
         reply_errors(req, rc, &err, errs);
     } else {
-        reply_json(req,
+        td_api__reply_doc(req,
                    json_is_true(json_object_get(out, "changed")) &&
                            json_integer_value(json_object_get(out, "version")) == 1
                        ? 201
@@ -156,7 +144,7 @@ void td_api_journey_validate(td_http_req_t *req, void *ctx)
         td_err_set(&err, rc, "", "the definition has %d error%s", errs->n, errs->n == 1 ? "" : "s");
         reply_errors(req, rc, &err, errs);
     } else {
-        reply_json(req, 200, json_pack("{s:b}", "valid", 1));
+        td_api__reply_doc(req, 200, json_pack("{s:b}", "valid", 1));
     }
     free(errs);
 }
@@ -174,7 +162,7 @@ void td_api_journey_delete(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, json_pack("{s:s, s:b}", "id", td_http_param(req, "id"), "deleted", 1));
+    td_api__reply_doc(req, 200, json_pack("{s:s, s:b}", "id", td_http_param(req, "id"), "deleted", 1));
 }
 
 static void control(td_http_req_t *req, td_app_t *app, const char *verb)
@@ -207,7 +195,7 @@ static void control(td_http_req_t *req, td_app_t *app, const char *verb)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_journey_publish(td_http_req_t *req, void *app)
@@ -250,7 +238,7 @@ void td_api_journey_report(td_http_req_t *req, void *ctx)
     if (msgs) {
         json_object_set_new(out, "messages", msgs);
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_journey_instances(td_http_req_t *req, void *ctx)
@@ -276,7 +264,7 @@ void td_api_journey_instances(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_journey_instance(td_http_req_t *req, void *ctx)
@@ -299,7 +287,7 @@ void td_api_journey_instance(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_profile_journeys(td_http_req_t *req, void *ctx)
@@ -338,7 +326,7 @@ void td_api_profile_journeys(td_http_req_t *req, void *ctx)
         return;
     }
     json_object_set_new(out, "profile_id", json_integer(resolved));
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_outbox_list(td_http_req_t *req, void *ctx)
@@ -364,5 +352,5 @@ void td_api_outbox_list(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }

@@ -15,15 +15,6 @@
 #define MAX_CRITERIA_BODY (1 << 20)
 #define MAX_CUSTOM_BODY   (64 << 20)
 
-static void reply_json(td_http_req_t *req, int status, json_t *doc)
-{
-    char *s = json_dumps(doc, JSON_COMPACT);
-
-    td_http_reply(req, status, "application/json", s, strlen(s));
-    free(s);
-    json_decref(doc);
-}
-
 static td_recs_t *recs_of(td_http_req_t *req, td_app_t *app)
 {
     if (app->recs == NULL) {
@@ -37,7 +28,7 @@ void td_api_criteria_list(td_http_req_t *req, void *ctx)
     td_recs_t *r = recs_of(req, ctx);
 
     if (r) {
-        reply_json(req, 200, json_pack("{s:o}", "criteria", td_recs_criteria_list(r)));
+        td_api__reply_doc(req, 200, json_pack("{s:o}", "criteria", td_recs_criteria_list(r)));
     }
 }
 
@@ -54,7 +45,7 @@ void td_api_criteria_get(td_http_req_t *req, void *ctx)
         td_http_reply_errorf(req, TD_ENOTFOUND, "", "no criteria with this id");
         return;
     }
-    reply_json(req, 200, doc);
+    td_api__reply_doc(req, 200, doc);
 }
 
 void td_api_criteria_put(td_http_req_t *req, void *ctx)
@@ -79,7 +70,7 @@ void td_api_criteria_put(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, created ? 201 : 200, td_recs_criteria_get(r, id));
+    td_api__reply_doc(req, created ? 201 : 200, td_recs_criteria_get(r, id));
 }
 
 void td_api_criteria_delete(td_http_req_t *req, void *ctx)
@@ -117,7 +108,7 @@ void td_api_criteria_custom_put(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, json_pack("{s:s, s:i}", "customId", td_http_param(req, "id"), "keys", n));
+    td_api__reply_doc(req, 200, json_pack("{s:s, s:i}", "customId", td_http_param(req, "id"), "keys", n));
 }
 
 static bool key_listed(const td_strlist_t *l, const char *key, size_t len)
@@ -166,7 +157,7 @@ static void answer(td_http_req_t *req, td_app_t *app, const json_t *body)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
 }
 
 void td_api_recommendations_post(td_http_req_t *req, void *ctx)
@@ -254,7 +245,7 @@ void td_api_designs_list(td_http_req_t *req, void *ctx)
     td_recs_t *r = recs_of(req, ctx);
 
     if (r) {
-        reply_json(req, 200, json_pack("{s:o}", "designs", td_recs_designs_list(r)));
+        td_api__reply_doc(req, 200, json_pack("{s:o}", "designs", td_recs_designs_list(r)));
     }
 }
 
@@ -270,7 +261,7 @@ void td_api_design_get(td_http_req_t *req, void *ctx)
         td_http_reply_errorf(req, TD_ENOTFOUND, "", "no design with this name");
         return;
     }
-    reply_json(req, 200, d);
+    td_api__reply_doc(req, 200, d);
 }
 
 void td_api_design_put(td_http_req_t *req, void *ctx)
@@ -295,7 +286,7 @@ void td_api_design_put(td_http_req_t *req, void *ctx)
         td_http_reply_error(req, rc, &err);
         return;
     }
-    reply_json(req, created ? 201 : 200, td_recs_design_get(r, name, false));
+    td_api__reply_doc(req, created ? 201 : 200, td_recs_design_get(r, name, false));
 }
 
 void td_api_design_delete(td_http_req_t *req, void *ctx)

@@ -5,6 +5,7 @@
  * CUSTOM lists, and answers recommendation requests for the HTTP API and the
  * journey engine's recommend step (in-process). */
 #include "api/api.h"
+#include "api/recs_follow.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,9 +22,16 @@
 #include "util/banned.h"
 
 /* The criteria the shipped journeys reference: seeded when absent. */
-#define SEED_BOUGHT_ALSO_BOUGHT                                                            \
-    "{\"id\": \"bought-also-bought\", \"name\": \"People who bought these also bought\", " \
-    "\"criteriaGroup\": \"CART\", \"type\": \"BOUGHT_CF\", \"daysCount\": 30}"
+static const struct {
+    const char *id, *doc;
+} seeds[] = {
+    { "bought-also-bought",
+      "{\"id\": \"bought-also-bought\", \"name\": \"People who bought these also bought\", "
+      "\"criteriaGroup\": \"CART\", \"type\": \"BOUGHT_CF\", \"daysCount\": 30}" },
+    { "viewed-also-viewed",
+      "{\"id\": \"viewed-also-viewed\", \"name\": \"People who viewed this also viewed\", "
+      "\"criteriaGroup\": \"ITEM\", \"type\": \"VIEWED_CF\", \"daysCount\": 30}" },
+};
 
 #define MAX_REQUEST_LIST 1000 /* cart / exclude / params entries in one request */
 
@@ -47,6 +55,7 @@ struct td_recs {
     json_t *designs; /* mbox / decision scope name -> {"criteria", "count", "html"} */
     custom_entry_t *customs;
     int n_customs;
+    td_recs_follow_t *follow; /* other nodes' events (NULL: not following) */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t stop_mu;
@@ -306,6 +315,72 @@ static void listener(void *ctx, const td_event_t *const *events, const int64_t *
 
 #define SCAN_BATCH 5000
 
+/* Applies one stored event to m, or to the engine's current model when m
+ * is NULL; returns the number of items applied. */
+static int64_t feed_row(td_recs_t *r, td_reco_model_t *m, const td_store_scan_row_t *row)
+{
+    td_reco_action_t action;
+    int64_t applied = 0;
+
+    if (row->type == NULL || row->doc == NULL || !action_of(row->type, &action)) {
+        return 0;
+    }
+    json_t *doc = json_loads(row->doc, 0, NULL);
+    json_t *items = json_object_get(doc, "items"), *it;
+    size_t k;
+    char visitor[32];
+    snprintf(visitor, sizeof(visitor), "%" PRId64, row->profile_id);
+    json_array_foreach(items, k, it)
+    {
+        const char *id = json_string_value(json_object_get(it, "id"));
+        td_reco_event_t re = {
+            .visitor = visitor, .item = id, .action = action, .ts_ms = row->ts_ms, .seq = row->seq
+        };
+        if (id && (m ? td_reco_model_add(m, &re) : td_reco_engine_add(r->engine, &re)) == TD_OK) {
+            applied++;
+        }
+    }
+    json_decref(doc);
+    return applied;
+}
+
+static bool follow_apply(void *ctx, const td_store_scan_row_t *row)
+{
+    td_reco_action_t action;
+
+    if (row->type == NULL || !action_of(row->type, &action)) {
+        return false;
+    }
+    (void)feed_row(ctx, NULL, row);
+    return true;
+}
+
+/* Runs inside the transaction that stores ev: marks its seq as one the
+ * listener feeds, so the follower does not feed it again. */
+static int follow_mark_own(void *ctx, struct td_store_conn *conn, const td_event_t *ev,
+                           int64_t profile_id, int64_t seq, int64_t received_ms)
+{
+    td_recs_t *r = ctx;
+    td_reco_action_t action;
+
+    (void)conn;
+    (void)profile_id;
+    (void)received_ms;
+    if (action_of(ev->type, &action)) {
+        td_recs__follow_mine(r->follow, seq);
+    }
+    return TD_OK;
+}
+
+/* Another node's events reach this model only through the database: follow
+ * it when it is shared (PostgreSQL). SQLite has one writing process. */
+static bool wants_follow(const td_recs_t *r)
+{
+    const td_app_t *app = r->app;
+    return app->cfg != NULL && app->cfg->reco_follow_ms > 0 && app->ingest != NULL &&
+           strcmp(td_store_backend(app->store), "postgres") == 0;
+}
+
 /* Replays the stored events, in seq order, into the model. Runs before the
  * listener is registered and before requests are served, so every event is
  * applied exactly once. */
@@ -323,30 +398,10 @@ static int rebuild(td_recs_t *r)
             break;
         }
         for (int i = 0; i < n; i++) {
-            td_reco_action_t action;
             after = rows[i].seq;
             total++;
-            if (rows[i].type == NULL || rows[i].doc == NULL || !action_of(rows[i].type, &action)) {
-                continue;
-            }
-            json_t *doc = json_loads(rows[i].doc, 0, NULL);
-            json_t *items = json_object_get(doc, "items"), *it;
-            size_t k;
-            char visitor[32];
-            snprintf(visitor, sizeof(visitor), "%" PRId64, rows[i].profile_id);
-            json_array_foreach(items, k, it)
-            {
-                const char *id = json_string_value(json_object_get(it, "id"));
-                td_reco_event_t re = { .visitor = visitor,
-                                       .item = id,
-                                       .action = action,
-                                       .ts_ms = rows[i].ts_ms,
-                                       .seq = rows[i].seq };
-                if (id && td_reco_model_add(m, &re) == TD_OK) {
-                    applied++;
-                }
-            }
-            json_decref(doc);
+            td_recs__follow_saw(r->follow, rows[i].seq);
+            applied += feed_row(r, m, &rows[i]);
         }
         td_store_scan_rows_free(rows, n);
         if (td_mono_us() - last_log > 5 * 1000000) {
@@ -1204,6 +1259,35 @@ static int journey_recommend(void *ctx, const json_t *criteria, const json_t *re
     return rc;
 }
 
+/* The journey engine's cart and recently viewed lists hold what the events
+ * said; an email wants the picture, the page and the rest from the catalog.
+ * The event's unit price stays the item's value: it is what the shopper saw. */
+static void journey_details(void *ctx, json_t *items)
+{
+    td_recs_t *r = ctx;
+    int64_t now = td_clock_now_ms(r->app->clock);
+    size_t i;
+    json_t *it;
+
+    json_array_foreach(items, i, it)
+    {
+        const char *id = json_string_value(json_object_get(it, "id"));
+        json_t *price = json_object_get(it, "price");
+        if (id == NULL || !json_is_object(it)) {
+            continue;
+        }
+        td_reco_result_item_t ri = { .id = (char *)id };
+        json_t *full = item_json(r->app->catalog, &ri, now);
+        json_object_del(full, "score");
+        json_object_del(full, "reason");
+        if (json_is_number(price)) {
+            json_object_set(it, "value", price);
+        }
+        json_object_update_missing(it, full);
+        json_decref(full);
+    }
+}
+
 /* ------------------------------------------------------------------------
  * Open / close
  */
@@ -1231,21 +1315,35 @@ int td_recs_open(td_app_t *app, td_recs_t **out)
     pthread_mutex_init(&r->stop_mu, NULL);
     pthread_cond_init(&r->stop_cv, NULL);
     load_docs(r);
-    if (json_object_get(r->criteria, "bought-also-bought") == NULL &&
-        td_recs_criteria_put(r, "bought-also-bought", SEED_BOUGHT_ALSO_BOUGHT,
-                             strlen(SEED_BOUGHT_ALSO_BOUGHT), &created, &err) != TD_OK) {
-        td_log(TD_LOG_WARN, "reco", "seed criteria refused: %s", err.message);
+    for (size_t i = 0; i < TD_ARRAY_LEN(seeds); i++) {
+        if (json_object_get(r->criteria, seeds[i].id) == NULL &&
+            td_recs_criteria_put(r, seeds[i].id, seeds[i].doc, strlen(seeds[i].doc), &created,
+                                 &err) != TD_OK) {
+            td_log(TD_LOG_WARN, "reco", "seed criteria=%s refused: %s", seeds[i].id, err.message);
+        }
     }
     sync_content(r);
     td_log(TD_LOG_INFO, "reco", "content items=%lld", (long long)td_reco_content_count(r->content));
+    if (wants_follow(r)) {
+        r->follow = td_recs__follow_new(app->store, follow_apply, r);
+    }
     if (rebuild(r) != TD_OK) {
         td_log(TD_LOG_WARN, "reco", "starting with the events replayed so far");
     }
     if (app->ingest) {
         td_ingest_add_listener(app->ingest, listener, r);
     }
+    if (r->follow && td_recs__follow_start(r->follow, (int)app->cfg->reco_follow_ms) != TD_OK) {
+        td_log(TD_LOG_ERROR, "reco", "cannot start following other nodes' events");
+        td_recs__follow_free(r->follow);
+        r->follow = NULL;
+    }
+    if (r->follow) {
+        /* before any event flows: HTTP is not started yet */
+        td_ingest_add_tx_hook(app->ingest, follow_mark_own, r);
+    }
     if (app->journeys) {
-        td_journey_engine_set_recommender(app->journeys, journey_recommend, r);
+        td_journey_engine_set_recommender(app->journeys, journey_recommend, journey_details, r);
     }
     r->thread_started = pthread_create(&r->thread, NULL, maintenance, r) == 0;
     *out = r;
@@ -1257,6 +1355,7 @@ void td_recs_close(td_recs_t *r)
     if (r == NULL) {
         return;
     }
+    td_recs__follow_free(r->follow); /* the ingest writers are gone: nothing marks seqs */
     if (r->thread_started) {
         pthread_mutex_lock(&r->stop_mu);
         r->stop = true;

@@ -34,6 +34,7 @@ static const struct {
     { "css", "text/css; charset=utf-8" },
     { "json", "application/json" },
     { "txt", "text/plain; charset=utf-8" },
+    { "eml", "text/plain; charset=utf-8" }, /* the demo mailbox's messages, shown as text */
     { "png", "image/png" },
     { "jpg", "image/jpeg" },
     { "jpeg", "image/jpeg" },
@@ -119,10 +120,8 @@ static void not_found(td_http_req_t *req)
     td_http_reply_errorf(req, TD_ENOTFOUND, NULL, "no such file: %s", td_http_path(req));
 }
 
-void td_api_static_get(td_http_req_t *req, void *ctx)
+void td_api__serve_file(td_http_req_t *req, const char *dir, const char *rel)
 {
-    td_app_t *app = ctx;
-    const char *rel = td_http_path(req) + strlen("/web/");
     char root[PATH_MAX], want[PATH_MAX * 2], real[PATH_MAX];
     const char *type;
     size_t root_len;
@@ -133,9 +132,8 @@ void td_api_static_get(td_http_req_t *req, void *ctx)
         not_found(req);
         return;
     }
-    if (realpath(app->cfg->web_dir, root) == NULL) {
-        td_log(TD_LOG_WARN, "static", "realpath() web_dir=\"%s\" failed: %s", app->cfg->web_dir,
-               strerror(errno));
+    if (realpath(dir, root) == NULL) {
+        td_log(TD_LOG_WARN, "static", "realpath() dir=\"%s\" failed: %s", dir, strerror(errno));
         not_found(req);
         return;
     }
@@ -169,4 +167,11 @@ void td_api_static_get(td_http_req_t *req, void *ctx)
     td_http_add_header(req, "Cache-Control", "no-cache");
     td_http_reply(req, 200, type, body.data ? body.data : "", body.len);
     td_buf_release(&body);
+}
+
+void td_api_static_get(td_http_req_t *req, void *ctx)
+{
+    td_app_t *app = ctx;
+
+    td_api__serve_file(req, app->cfg->web_dir, td_http_path(req) + strlen("/web/"));
 }

@@ -13,18 +13,6 @@
 
 #define MAX_ID 128
 
-static void reply_json(td_http_req_t *req, int status, json_t *doc)
-{
-    td_buf_t out = TD_BUF_INIT;
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
-
-    td_buf_adds(&out, text ? text : "{}");
-    free(text);
-    json_decref(doc);
-    td_http_reply_json(req, status, &out);
-    td_buf_release(&out);
-}
-
 static bool id_valid(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
@@ -187,7 +175,7 @@ void td_api_template_put(td_http_req_t *req, void *arg)
         td_http_reply_errorf(req, rc, NULL, "cannot store the template (%s)", td_strerror(rc));
     } else {
         t.version = version;
-        reply_json(req, version == 1 ? 201 : 200, template_json(&t, false));
+        td_api__reply_doc(req, version == 1 ? 201 : 200, template_json(&t, false));
     }
     json_decref(doc);
 }
@@ -210,7 +198,7 @@ void td_api_template_get(td_http_req_t *req, void *arg)
                              rc == TD_ENOTFOUND ? id : td_strerror(rc));
         return;
     }
-    reply_json(req, 200, template_json(&t, true));
+    td_api__reply_doc(req, 200, template_json(&t, true));
     td_store_template_release(&t);
 }
 
@@ -235,7 +223,7 @@ void td_api_templates_list(td_http_req_t *req, void *arg)
         json_array_append_new(list, template_json(&rows[i], false));
     }
     td_store_templates_free(rows, n);
-    reply_json(req, 200, json_pack("{s:o}", "templates", list));
+    td_api__reply_doc(req, 200, json_pack("{s:o}", "templates", list));
 }
 
 void td_api_template_delete(td_http_req_t *req, void *arg)
@@ -261,7 +249,7 @@ void td_api_template_delete(td_http_req_t *req, void *arg)
                              rc == TD_ENOTFOUND ? id : td_strerror(rc));
         return;
     }
-    reply_json(req, 200, json_pack("{s:s, s:b}", "id", id, "deleted", 1));
+    td_api__reply_doc(req, 200, json_pack("{s:s, s:b}", "id", id, "deleted", 1));
 }
 
 /* The profile part of a render context, as journeys give it. */
@@ -394,7 +382,7 @@ void td_api_template_preview(td_http_req_t *req, void *arg)
     }
     json_object_set_new(out, "text", text ? text : json_null());
     json_object_set_new(out, "report", report);
-    reply_json(req, 200, out);
+    td_api__reply_doc(req, 200, out);
     json_decref(ctx);
     json_decref(doc);
     td_store_template_release(&t);

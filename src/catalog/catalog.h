@@ -190,6 +190,13 @@ td_feed_format_t td_feed_format_guess(const char *path);
 /* Fills buf with up to cap bytes; returns the count, 0 at the end, or a
  * negative TD_E* code on a read failure. */
 typedef long (*td_feed_read_fn)(void *ctx, char *buf, size_t cap);
+/* A td_feed_read_fn over a buffer (ctx: a td_feed_mem_t), at most chunk
+ * bytes per call (0: as much as asked). */
+typedef struct td_feed_mem {
+    const char *data;
+    size_t len, pos, chunk;
+} td_feed_mem_t;
+long td_feed_read_mem(void *ctx, char *buf, size_t cap);
 
 typedef struct td_feed_sink {
     /* A parsed entity, starting at line. The sink may take the contents with
@@ -211,7 +218,8 @@ int td_feed_parse(td_feed_format_t fmt, td_feed_read_fn read, void *read_ctx,
                   const td_feed_sink_t *sink, void *sink_ctx, td_err_t *err) TD_MUST_CHECK;
 
 /* The same over a buffer, handed to the parser chunk bytes at a time
- * (chunk 0 = 64 KiB); tests use small chunks to cross every boundary. */
+ * (chunk 0 = as much as the parser asks); tests use small chunks to cross
+ * every boundary. */
 int td_feed_parse_mem(td_feed_format_t fmt, const char *data, size_t len, size_t chunk,
                       const td_feed_sink_t *sink, void *sink_ctx, td_err_t *err) TD_MUST_CHECK;
 

@@ -680,7 +680,8 @@ static void add_str(td_buf_t *b, const char *s)
 /* Numbers as JSON; whole numbers (counts, prices in cents) skip printf. */
 static void add_number(td_buf_t *b, double v)
 {
-    if (v == (double)(int64_t)v && v > -1e15 && v < 1e15) {
+    /* range first: converting a double outside int64_t is undefined */
+    if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v) {
         char tmp[24], *p = tmp + sizeof(tmp);
         int64_t x = (int64_t)v;
         uint64_t u = x < 0 ? (uint64_t)-x : (uint64_t)x;

@@ -74,20 +74,15 @@ int td_feed_parse(td_feed_format_t fmt, td_feed_read_fn read, void *read_ctx,
                       "unknown feed format (use target-csv, google-xml, google-tsv or json)");
 }
 
-typedef struct mem_reader {
-    const char *data;
-    size_t len, pos, chunk;
-} mem_reader_t;
-
-static long mem_read(void *ctx, char *buf, size_t cap)
+long td_feed_read_mem(void *ctx, char *buf, size_t cap)
 {
-    mem_reader_t *m = ctx;
+    td_feed_mem_t *m = ctx;
     size_t n = m->len - m->pos;
 
     if (n > cap) {
         n = cap;
     }
-    if (n > m->chunk) {
+    if (m->chunk && n > m->chunk) {
         n = m->chunk;
     }
     memcpy(buf, m->data + m->pos, n);
@@ -98,7 +93,7 @@ static long mem_read(void *ctx, char *buf, size_t cap)
 int td_feed_parse_mem(td_feed_format_t fmt, const char *data, size_t len, size_t chunk,
                       const td_feed_sink_t *sink, void *sink_ctx, td_err_t *err)
 {
-    mem_reader_t m = { data, len, 0, chunk ? chunk : 65536 };
+    td_feed_mem_t m = { data, len, 0, chunk };
 
-    return td_feed_parse(fmt, mem_read, &m, sink, sink_ctx, err);
+    return td_feed_parse(fmt, td_feed_read_mem, &m, sink, sink_ctx, err);
 }

@@ -629,7 +629,7 @@ static td_journey_env_t run_env(run_t *r)
     return (td_journey_env_t){ .vars = r->vars,
                                .now_ms = r->now,
                                .entry_ms = r->row.entered_ms,
-                               .tz = td_journey_tzdb_offset,
+                               .tz = td_tz_cache_offset,
                                .tz_ctx = r->eng->tzdb };
 }
 
@@ -808,6 +808,9 @@ static json_t *do_recommend(run_t *r, const json_t *payload)
                              ? json_string_value(criteria)
                              : json_string_value(json_object_get(criteria, "id"));
         result = id ? builtin_recommend(id, request, json_object_get(r->vars, "profile")) : NULL;
+        if (result && r->eng->details) {
+            r->eng->details(r->eng->reco_ctx, json_object_get(result, "items"));
+        }
         if (result == NULL) {
             result = json_pack("{s:s, s:[], s:s}", "status", "unavailable", "items", "error",
                                "no recommendation engine answers this criteria");
@@ -1643,7 +1646,7 @@ int td_journey_engine_open(struct td_store *store, struct td_clock *clock,
     pthread_cond_init(&eng->job_cv, NULL);
     eng->snap = td_xcalloc(1, sizeof(td_jsnap_t));
     atomic_init(&eng->snap->refs, 1);
-    eng->tzdb = td_journey_tzdb_new(opt->zoneinfo_dir);
+    eng->tzdb = td_tz_cache_new(opt->zoneinfo_dir);
     if ((rc = td_journey__http_new(opt->action_auth, opt->n_action_auth, &eng->http, err)) !=
         TD_OK) {
         td_journey_engine_close(eng);
@@ -1716,7 +1719,7 @@ void td_journey_engine_close(td_journey_engine_t *eng)
         free(e);
     }
     td_journey__http_free(eng->http);
-    td_journey_tzdb_free(eng->tzdb);
+    td_tz_cache_free(eng->tzdb);
     free(eng->message_domain);
     pthread_mutex_destroy(&eng->mu);
     pthread_mutex_destroy(&eng->admin_mu);
@@ -1729,8 +1732,9 @@ void td_journey_engine_close(td_journey_engine_t *eng)
 }
 
 void td_journey_engine_set_recommender(td_journey_engine_t *eng, td_journey_recommend_fn fn,
-                                       void *ctx)
+                                       td_journey_details_fn details, void *ctx)
 {
     eng->reco = fn;
+    eng->details = details;
     eng->reco_ctx = ctx;
 }

@@ -74,9 +74,10 @@ struct td_journey_engine {
     int max_call_attempts;
     char node[96];
     char *message_domain;
-    td_journey_tzdb_t *tzdb;
+    td_tz_cache_t *tzdb;
     td_journey_http_t *http;
     td_journey_recommend_fn reco;
+    td_journey_details_fn details;
     void *reco_ctx;
 
     pthread_mutex_t mu; /* snap, cache */

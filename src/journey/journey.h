@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "util/err.h"
+#include "util/tz.h"
 
 struct td_store;
 struct td_store_conn;
@@ -73,7 +74,7 @@ enum {
 
 /* UTC offset of time zone `zone` (IANA name, "UTC", or "+02:00") at the
  * instant utc_ms, in seconds east of UTC. TD_ENOTFOUND for an unknown zone.
- * Supplied by the caller, so evaluation stays pure (see td_journey_tzdb_t). */
+ * Supplied by the caller, so evaluation stays pure (td_tz_cache_offset). */
 typedef int (*td_journey_tz_fn)(void *ctx, const char *zone, int64_t utc_ms, int *offset_s);
 
 /* What an evaluation may read. */
@@ -287,16 +288,9 @@ int64_t td_journey_end_ms(const td_journey_def_t *def);
 
 /* ==== Time zones ========================================================
  *
- * IANA zones read from the system's zoneinfo files (TZif), cached; "UTC"
- * and fixed offsets ("+02:00") need no file. A td_journey_tzdb_t is a
- * td_journey_tz_fn context; thread-safe. */
-typedef struct td_journey_tzdb td_journey_tzdb_t;
-td_journey_tzdb_t *td_journey_tzdb_new(const char *zoneinfo_dir);
-void td_journey_tzdb_free(td_journey_tzdb_t *db);
-int td_journey_tzdb_offset(void *db, const char *zone, int64_t utc_ms, int *offset_s);
-/* Parses TZif data (pure, for tests and fuzzing): offset at utc_ms. */
-int td_journey_tzif_offset(const unsigned char *data, size_t len, int64_t utc_ms,
-                           int *offset_s) TD_MUST_CHECK;
+ * util/tz.h resolves them: fixed offsets ("+02:00") need no file, IANA
+ * names are read from the system's zoneinfo files and cached in a
+ * td_tz_cache_t, and td_tz_cache_offset is a td_journey_tz_fn over one. */
 
 /* ==== The engine ========================================================*/
 
@@ -311,6 +305,9 @@ typedef struct td_journey_engine td_journey_engine_t;
  * transaction: it must not write to the store, and should be quick. */
 typedef int (*td_journey_recommend_fn)(void *ctx, const json_t *criteria, const json_t *request,
                                        json_t **result, td_err_t *err);
+/* Completes the items of a built-in list (the cart, recently viewed: what
+ * the events said) in place with catalogue details (picture, page, ...). */
+typedef void (*td_journey_details_fn)(void *ctx, json_t *items);
 
 typedef struct td_journey_options {
     td_journey_defaults_t defaults;
@@ -332,9 +329,10 @@ int td_journey_engine_open(struct td_store *store, struct td_clock *clock,
 /* Stops the threads (outside calls in flight are abandoned and repeated
  * after the next start) and frees everything. NULL is fine. */
 void td_journey_engine_close(td_journey_engine_t *eng);
-/* Wires the recommendation engine (NULL: built-in criteria only). */
+/* Wires the recommendation engine (NULL: built-in criteria only) and the
+ * catalogue details of built-in lists (NULL: as the events said). */
 void td_journey_engine_set_recommender(td_journey_engine_t *eng, td_journey_recommend_fn fn,
-                                       void *ctx);
+                                       td_journey_details_fn details, void *ctx);
 /* Makes the runner look for due instances now (after the clock moved). */
 void td_journey_engine_wake(td_journey_engine_t *eng);
 /* Runs everything due now on the caller's thread; returns how many steps

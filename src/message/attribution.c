@@ -56,19 +56,25 @@ static double order_revenue(const td_event_t *ev)
     return sum;
 }
 
+/* A purchase that arrives live is timed by this server's clock, the clock
+ * that stamped the clicks: a shopper's device may be minutes off. One that
+ * arrives long after its time (a backfill) keeps its own. */
+#define LIVE_SKEW_MS (3600 * 1000LL)
+
 static int on_purchase(td_store_conn_t *c, const td_config_t *cfg, const td_event_t *ev,
-                       int64_t profile_id, int64_t seq)
+                       int64_t profile_id, int64_t seq, int64_t received_ms)
 {
     td_store_event_row_t *rows = NULL;
     int n = 0, rc;
-    int64_t since = ev->ts_ms - cfg->attribution_window_hours * 3600000LL;
+    int64_t when = llabs(received_ms - ev->ts_ms) <= LIVE_SKEW_MS ? received_ms : ev->ts_ms;
+    int64_t since = when - cfg->attribution_window_hours * 3600000LL;
 
     if ((rc = td_store_events_recent(c, profile_id, RECENT_EVENTS, &rows, &n)) != TD_OK) {
         return rc;
     }
     for (int i = 0; i < n; i++) {
         const td_store_event_row_t *r = &rows[i];
-        if (strcmp(r->type, "email_click") != 0 || r->ts_ms > ev->ts_ms) {
+        if (strcmp(r->type, "email_click") != 0 || r->ts_ms > when) {
             continue;
         }
         if (r->ts_ms < since) {
@@ -94,7 +100,7 @@ static int on_purchase(td_store_conn_t *c, const td_config_t *cfg, const td_even
                                       .message_id = mid,
                                       .label = attr(a, "label"),
                                       .revenue = order_revenue(ev),
-                                      .ts_ms = ev->ts_ms };
+                                      .ts_ms = when };
         rc = td_store_attribution_add(c, &at);
         if (rc == TD_OK) {
             td_metrics_add("tandem_email_attributed_orders_total", "", 1);
@@ -108,7 +114,8 @@ static int on_purchase(td_store_conn_t *c, const td_config_t *cfg, const td_even
 }
 
 /* Quiet hours need the shopper's time zone: an event that carries one
- * (the Web SDK's placeContext, or a native "attributes.timezone" offset)
+ * (the Web SDK's placeContext, or a native "attributes.timezone": an offset
+ * or an IANA name)
  * keeps the newest as the profile attribute "timezone_from_events", a
  * source below an explicit "timezone" attribute. */
 static int remember_event_timezone(struct td_store_conn *conn, const td_event_t *ev,
@@ -122,7 +129,8 @@ static int remember_event_timezone(struct td_store_conn *conn, const td_event_t 
     json_t *attrs = json_loads(ev->attributes_json, 0, NULL);
     const char *tz = json_string_value(json_object_get(attrs, "timezone"));
     int rc = TD_OK;
-    if (tz && td_tz_offset_parse(tz, &off) == TD_OK) {
+    /* a fixed offset, or a zone name the system knows at the event's time */
+    if (tz && td_tz_cache_offset(td_tz_cache_shared(), tz, ev->ts_ms, &off) == TD_OK) {
         json_t *v = json_string(tz);
         char *text = json_dumps(v, JSON_ENCODE_ANY);
         rc = td_store_profile_attr_set(conn, profile_id, "timezone_from_events", text, now_ms);
@@ -153,7 +161,7 @@ int td_message_ingest_hook(void *ctx, struct td_store_conn *conn, const td_event
         return on_engagement(conn, ev, "unsubscribed");
     }
     if (strcmp(ev->type, "purchase") == 0 && profile_id > 0) {
-        return on_purchase(conn, cfg, ev, profile_id, seq);
+        return on_purchase(conn, cfg, ev, profile_id, seq, received_ms);
     }
     return TD_OK;
 }

@@ -13,6 +13,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/tz.h"
 
 /* ==== Templates ========================================================
  *
@@ -359,8 +360,14 @@ int td_quiet_parse(const char *spec, int *start_min, int *end_min) TD_MUST_CHECK
 /* The first time >= now_ms outside the window, for a recipient at UTC +
  * offset_min; now_ms itself when outside. */
 int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_t now_ms);
-/* "UTC", "Z", "+02:00", "UTC-05:30" -> minutes east of UTC. */
-int td_tz_offset_parse(const char *s, int *offset_min) TD_MUST_CHECK;
+/* The same for a recipient in zone (a fixed offset or an IANA name, looked
+ * up in tz_cache, a td_tz_cache_t *), the window being in the wall time of
+ * the recipient's day: across a DST change the window opens at end_min of
+ * the new offset (an end_min the change skips opens at the change).
+ * TD_ENOTFOUND for an unknown zone. Fixed offsets ("UTC", "+02:00") are
+ * parsed by td_tz_offset_parse (util/tz.h). */
+int td_quiet_next_open_tz_ms(int start_min, int end_min, void *tz_cache, const char *zone,
+                             int64_t now_ms, int64_t *open_ms) TD_MUST_CHECK;
 /* A frequency cap: at most limit emails per profile in window_ms; over it a
  * message waits for the next allowed time (defer) or is dropped. */
 typedef struct td_cap {
@@ -379,5 +386,40 @@ int64_t td_cap_next_allowed_ms(const td_cap_t *cap, int64_t used, int64_t oldest
 /* A skip reason from a row's render data ("item_unavailable",
  * "empty_recommendation"), or NULL when it may be sent. */
 const char *td_outbox_data_skip(const json_t *data);
+
+/* ==== The suppression list's keys and CSV import (suppress_csv.c) ========
+ *
+ * Keys are lower-case addresses, or "@domain" for a whole domain. Pure. */
+
+#define TD_SUPPRESS_KEY_MAX    260 /* bytes of a key, NUL included */
+#define TD_SUPPRESS_REASON_MAX 64
+#define TD_SUPPRESS_BAD_MAX    100 /* bad lines whose numbers are kept */
+
+/* An address or a domain (with or without '@'; blanks around are cut) of
+ * len bytes -> its key in out (out_len bytes); false when it is neither. */
+bool td_suppress_key_make(const char *s, size_t len, char *out, size_t out_len);
+/* A reason: 1 to TD_SUPPRESS_REASON_MAX of a-z, 0-9, '_' or '-'. */
+bool td_suppress_reason_valid(const char *reason);
+
+typedef struct td_suppress_entry {
+    char key[TD_SUPPRESS_KEY_MAX];
+    char reason[TD_SUPPRESS_REASON_MAX + 1]; /* "import" when the line gives none */
+} td_suppress_entry_t;
+
+typedef struct td_suppress_csv {
+    td_suppress_entry_t *entries;
+    int n, cap;
+    int n_bad;                          /* lines that are not entries (a header aside) */
+    int bad_lines[TD_SUPPRESS_BAD_MAX]; /* the first of them, 1-based */
+} td_suppress_csv_t;
+
+/* CSV of len bytes (no NUL needed), one entry a line: key[,reason]; empty
+ * lines are skipped, and a first line that is no entry is a header
+ * ("address,reason"). TD_OK; TD_EINVAL when some line is bad (out->n_bad,
+ * out->bad_lines); TD_ETOOBIG at entry number max_entries + 1. out is
+ * filled in every case: td_suppress_csv_release it. */
+int td_suppress_csv_parse(const char *body, size_t len, int max_entries,
+                          td_suppress_csv_t *out) TD_MUST_CHECK;
+void td_suppress_csv_release(td_suppress_csv_t *c);
 
 #endif

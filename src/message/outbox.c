@@ -47,7 +47,7 @@ struct td_outbox {
     td_cap_t caps[TD_CAP_MAX];
     int n_caps;
     bool quiet;
-    int quiet_start, quiet_end, default_tz_min;
+    int quiet_start, quiet_end;
 };
 
 /* What one attempt came to. */
@@ -168,6 +168,18 @@ static int build(td_outbox_t *o, const td_store_outbox_t *m, const td_store_temp
     }
     json_object_set_new(message, "id", json_string(mid));
     json_object_set_new(message, "to", json_string(m->recipient));
+    /* the shop's links and currency, unless the journey gave its own */
+    const char *shop[][2] = { { "shopUrl", cfg->shop_url },
+                              { "cartUrl", cfg->cart_url },
+                              { "currency", cfg->currency } };
+    for (size_t i = 0; i < TD_ARRAY_LEN(shop); i++) {
+        if (*shop[i][1] && json_object_get(message, shop[i][0]) == NULL) {
+            json_object_set_new(message, shop[i][0], json_string(shop[i][1]));
+        }
+    }
+    if (*cfg->mail_from_name && json_object_get(message, "brand") == NULL) {
+        json_object_set_new(message, "brand", json_pack("{s:s}", "name", cfg->mail_from_name));
+    }
     if (unsub.len) {
         json_object_set_new(message, "unsubscribeUrl", json_string(unsub.data));
     }
@@ -242,12 +254,14 @@ out:
 
 /* ---- rules -------------------------------------------------------------- */
 
-/* The recipient's UTC offset: the profile's attributes.timezone, else the
+/* The recipient's time zone: the profile's attributes.timezone, else the
  * time zone its events carried (attributes.timezone_from_events), else the
  * email step's data.timezone (the journey's default), else quiet_hours_tz.
- * Only fixed offsets are understood ("+02:00"); another value is passed
- * over to the next source. */
-static int tz_offset(const td_outbox_t *o, const json_t *data, const char **source)
+ * A fixed offset ("+02:00") or an IANA name ("Europe/Paris"); a value that
+ * is neither is passed over to the next source. *zone is a copy (zone_len
+ * bytes); *off_s the offset at now_ms. */
+static void recipient_zone(const td_outbox_t *o, const json_t *data, int64_t now_ms, char *zone,
+                           size_t zone_len, int *off_s, const char **source)
 {
     json_t *attrs = json_object_get(json_object_get(data, "profile"), "attributes");
     const char *cands[3] = {
@@ -256,16 +270,22 @@ static int tz_offset(const td_outbox_t *o, const json_t *data, const char **sour
         json_string_value(json_object_get(json_object_get(data, "data"), "timezone")),
     };
     const char *names[3] = { "profile", "events", "journey" };
-    int off;
 
     for (int i = 0; i < 3; i++) {
-        if (cands[i] && td_tz_offset_parse(cands[i], &off) == TD_OK) {
+        if (cands[i] &&
+            td_tz_cache_offset(td_tz_cache_shared(), cands[i], now_ms, off_s) == TD_OK) {
+            snprintf(zone, zone_len, "%s", cands[i]);
             *source = names[i];
-            return off;
+            return;
         }
     }
+    snprintf(zone, zone_len, "%s", o->cfg->quiet_hours_tz);
     *source = "default";
-    return o->default_tz_min;
+    /* checked at start: known */
+    if (td_tz_cache_offset(td_tz_cache_shared(), zone, now_ms, off_s) != TD_OK) {
+        snprintf(zone, zone_len, "UTC");
+        *off_s = 0;
+    }
 }
 
 /* Quiet hours: false with res "deferred" to when the window opens, or a
@@ -278,16 +298,22 @@ static bool quiet_hours_allow(td_outbox_t *o, const td_store_outbox_t *m, outcom
     json_error_t jerr;
     json_t *data = json_loads(m->data ? m->data : "{}", 0, &jerr);
     const char *source;
-    int off = tz_offset(o, data, &source);
+    char zone[TD_TZ_NAME_MAX + 1];
+    int off_s, off;
+    int64_t now = td_clock_now_ms(o->clock), open;
+    recipient_zone(o, data, now, zone, sizeof(zone), &off_s, &source);
     json_decref(data);
-    int64_t now = td_clock_now_ms(o->clock);
-    int64_t open = td_quiet_next_open_ms(o->quiet_start, o->quiet_end, off, now);
+    if (td_quiet_next_open_tz_ms(o->quiet_start, o->quiet_end, td_tz_cache_shared(), zone, now,
+                                 &open) != TD_OK) {
+        open = now; /* the zone went away since: do not hold the message */
+    }
     if (open <= now) {
         return true;
     }
-    char detail[120];
-    snprintf(detail, sizeof(detail), "utc_offset=%+03d:%02d tz_source=%s", off / 60, abs(off % 60),
-             source);
+    char detail[160];
+    off = abs(off_s / 60);
+    snprintf(detail, sizeof(detail), "utc_offset=%c%02d:%02d tz=%s tz_source=%s",
+             off_s < 0 ? '-' : '+', off / 60, off % 60, zone, source);
     if (open - m->created_ms > o->cfg->quiet_hold_max_hours * 3600000LL) {
         skip(res, "quiet_hours_dropped", detail);
     } else {
@@ -619,7 +645,7 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
                         "between the SMTP server's reply and the mark");
     /* settings are checked even when nothing is sent, so a typo shows at once */
     td_cap_t caps[TD_CAP_MAX];
-    int n_caps = 0, quiet_start = 0, quiet_end = 0, tz_min = 0;
+    int n_caps = 0, quiet_start = 0, quiet_end = 0, tz_off = 0;
     if (td_cap_parse(cfg->cap, caps, TD_CAP_MAX, &n_caps, err) != TD_OK) {
         return TD_EINVAL;
     }
@@ -627,9 +653,12 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
         return td_err_set(err, TD_EINVAL, "quiet_hours",
                           "\"%s\": give HH:MM-HH:MM, e.g. 21:00-08:00", cfg->quiet_hours);
     }
-    if (td_tz_offset_parse(cfg->quiet_hours_tz, &tz_min) != TD_OK) {
+    if (td_tz_cache_offset(td_tz_cache_shared(), cfg->quiet_hours_tz, td_clock_now_ms(clock),
+                           &tz_off) != TD_OK) {
         return td_err_set(err, TD_EINVAL, "quiet_hours_tz",
-                          "\"%s\": give UTC or an offset such as +02:00", cfg->quiet_hours_tz);
+                          "\"%s\": give UTC, an offset such as +02:00, or a time zone name "
+                          "of the system's zoneinfo such as Europe/Paris",
+                          cfg->quiet_hours_tz);
     }
     if (!td_store_messages_supported(st) || !td_store_journeys_supported(st)) {
         td_log(TD_LOG_WARN, "outbox", "not supported by store=%s", td_store_backend(st));
@@ -654,7 +683,6 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
     o->quiet_start = quiet_start;
     o->quiet_end = quiet_end;
     o->quiet = quiet_start != quiet_end;
-    o->default_tz_min = tz_min;
     o->st = st;
     o->clock = clock;
     o->cfg = cfg;

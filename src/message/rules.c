@@ -1,5 +1,6 @@
-/* Pure arithmetic of the outbox: retry back-off, quiet hours windows with a
- * fixed UTC offset, and the checks on a row's render data. No I/O. */
+/* Pure arithmetic of the outbox: retry back-off, quiet hours windows (a
+ * fixed UTC offset, or a named zone's wall time through util/tz.h, whose
+ * cache alone reads files), and the checks on a row's render data. */
 #include "message/message.h"
 
 #include <stdlib.h>
@@ -54,6 +55,12 @@ int td_quiet_parse(const char *spec, int *start_min, int *end_min)
     return TD_OK;
 }
 
+static bool in_window(int start_min, int end_min, int64_t minute_of_day)
+{
+    return start_min < end_min ? (minute_of_day >= start_min && minute_of_day < end_min)
+                               : (minute_of_day >= start_min || minute_of_day < end_min);
+}
+
 int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_t now_ms)
 {
     const int64_t day = 86400000LL, minute = 60000LL;
@@ -63,10 +70,7 @@ int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_
     }
     int64_t local = now_ms + (int64_t)offset_min * minute;
     int64_t day_start = local - ((local % day) + day) % day;
-    int64_t m = (local - day_start) / minute;
-    bool quiet =
-        start_min < end_min ? (m >= start_min && m < end_min) : (m >= start_min || m < end_min);
-    if (!quiet) {
+    if (!in_window(start_min, end_min, (local - day_start) / minute)) {
         return now_ms;
     }
     int64_t open = day_start + (int64_t)end_min * minute;
@@ -76,26 +80,47 @@ int64_t td_quiet_next_open_ms(int start_min, int end_min, int offset_min, int64_
     return open - (int64_t)offset_min * minute;
 }
 
-int td_tz_offset_parse(const char *s, int *offset_min)
+int td_quiet_next_open_tz_ms(int start_min, int end_min, void *tz_cache, const char *zone,
+                             int64_t now_ms, int64_t *open_ms)
 {
-    *offset_min = 0;
-    if (s == NULL) {
-        return TD_EINVAL;
+    const int64_t day = 86400000LL, minute = 60000LL;
+    int off;
+    int rc;
+
+    if ((rc = td_tz_cache_offset(tz_cache, zone, now_ms, &off)) != TD_OK) {
+        return rc;
     }
-    if (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0) {
+    *open_ms = now_ms;
+    if (start_min == end_min) {
         return TD_OK;
     }
-    if (strncmp(s, "UTC", 3) == 0) {
-        s += 3;
+    /* the window is in wall time: the local day and minute as the
+     * recipient's clock shows them now */
+    int64_t local = now_ms + (int64_t)off * 1000;
+    int64_t day_start = local - ((local % day) + day) % day;
+    if (!in_window(start_min, end_min, (local - day_start) / minute)) {
+        return TD_OK;
     }
-    if ((s[0] != '+' && s[0] != '-') || strlen(s) != 6 || s[3] != ':') {
-        return TD_EINVAL;
+    int64_t open_local = day_start + (int64_t)end_min * minute;
+    if (open_local <= local) {
+        open_local += day; /* the window wraps past midnight */
     }
-    int m = parse_hhmm(s + 1, 5);
-    if (m < 0 || m > 14 * 60) {
-        return TD_EINVAL;
+    for (int k = 0; k < 3; k++, open_local += day) {
+        int64_t t;
+        /* the offset there may differ from now's (a DST change in between) */
+        if ((rc = td_tz_local_to_utc(tz_cache, zone, open_local, &t)) != TD_OK) {
+            return rc;
+        }
+        if (t <= now_ms) {
+            /* a wall time the change back repeats, its first pass gone */
+            t = open_local - (int64_t)off * 1000;
+        }
+        if (t > now_ms) {
+            *open_ms = t;
+            return TD_OK;
+        }
     }
-    *offset_min = s[0] == '-' ? -m : m;
+    *open_ms = now_ms + day; /* not reached with real zones */
     return TD_OK;
 }
 

@@ -96,6 +96,9 @@ static const setting_t settings[] = {
     { "catalog_poll_ms", T_INT, OFF(catalog_poll_ms), "1000", 0, 3600000, NULL, false,
       "how often a server picks up catalog changes of other processes (tandem import), in "
       "milliseconds; 0 = only at start" },
+    { "reco_follow_ms", T_INT, OFF(reco_follow_ms), "1000", 0, 3600000, NULL, false,
+      "how often recommendations learn the events other nodes stored (PostgreSQL only), in "
+      "milliseconds; 0 = only the events this node ingests" },
     { "smtp", T_STR, OFF(smtp), "", 0, 0, NULL, false,
       "outgoing mail server: smtp://HOST:PORT (STARTTLS per smtp_tls) or smtps://HOST:PORT" },
     { "smtp_user", T_STR, OFF(smtp_user), "", 0, 0, NULL, false,
@@ -150,14 +153,31 @@ static const setting_t settings[] = {
     { "quiet_hours", T_STR, OFF(quiet_hours), "", 0, 0, NULL, false,
       "no email in this window of the recipient's local time, e.g. 21:00-08:00; empty = none" },
     { "quiet_hours_tz", T_STR, OFF(quiet_hours_tz), "UTC", 0, 0, NULL, false,
-      "UTC offset for quiet hours when neither the profile nor the journey gives one "
-      "(UTC, +02:00, -05:30)" },
+      "time zone for quiet hours when neither the profile nor the journey gives one: a name "
+      "from the system's zoneinfo, daylight saving time included (Europe/Paris), or a UTC "
+      "offset (UTC, +02:00, -05:30)" },
     { "quiet_hold_max_hours", T_INT, OFF(quiet_hold_max_hours), "12", 0, 720, NULL, false,
       "a message held by quiet hours longer than this (since it was queued) is dropped" },
     { "attribution_window_hours", T_INT, OFF(attribution_window_hours), "72", 1, 8760, NULL,
       false, "a purchase this many hours or less after an email click is credited to that email" },
     { "consent_required", T_ENUM, OFF(consent_required), "no", 0, 0, "no|yes", false,
       "yes: email only profiles whose marketing consent is \"in\" (no: all but \"out\")" },
+    { "shop_url", T_STR, OFF(shop_url), "", 0, 0, NULL, false,
+      "the shop's home page, linked from emails (templates: context.message.shopUrl)" },
+    { "cart_url", T_STR, OFF(cart_url), "", 0, 0, NULL, false,
+      "the shop's cart page, linked from cart emails (context.message.cartUrl); empty = shop_url" },
+    { "currency", T_STR, OFF(currency), "", 0, 0, NULL, false,
+      "ISO 4217 currency of prices in emails when the items carry none (context.message.currency; "
+      "templates default to USD)" },
+    { "demo_dataset", T_STR, OFF(demo_dataset), "demo/yoochoose-clicks-100k.tsv.gz", 0, 0, NULL,
+      false, "tandem demo: the click log its catalogue and shoppers are made from" },
+    { "demo_wait", T_INT, OFF(demo_wait), "120", 1, 86400, NULL, false,
+      "tandem demo: seconds the demo's journeys wait before emailing (the shipped ones wait hours)" },
+    { "demo_smtp_listen", T_STR, OFF(demo_smtp_listen), "127.0.0.1:2525", 0, 0, NULL, false,
+      "tandem demo: where its mail catcher listens when no smtp server is set" },
+    { "demo_mailbox", T_STR, OFF(demo_mailbox), "", 0, 0, NULL, false,
+      "directory of caught mail (N.eml) that /demo/mailbox shows; tandem demo sets "
+      "DATA/mailbox; empty: the /demo/ pages are off" },
 };
 
 static void *field(td_config_t *cfg, const setting_t *s)

@@ -55,6 +55,7 @@ typedef struct td_config {
     int64_t entity_expiry_days; /* catalog entities expire after this many days */
     char *entity_params;        /* "update" or "ignore": entity.* request parameters */
     int64_t catalog_poll_ms;    /* picking up other processes' catalog writes */
+    int64_t reco_follow_ms;     /* learning other nodes' events (PostgreSQL) */
     /* outgoing email (message/), tracking links (track/) */
     char *smtp;                 /* smtp://host:port or smtps://host:port; empty = no sending */
     char *smtp_user;            /* AUTH user; empty = no AUTH */
@@ -84,6 +85,13 @@ typedef struct td_config {
     int64_t quiet_hold_max_hours; /* held longer than this: dropped */
     int64_t attribution_window_hours; /* a purchase this soon after an email click is credited */
     char *consent_required; /* "yes": only profiles that opted in get email */
+    char *shop_url;         /* linked from emails */
+    char *cart_url;         /* linked from cart emails */
+    char *currency;         /* of prices in emails, when items carry none */
+    char *demo_dataset;     /* click log of the demo's catalogue and shoppers */
+    int64_t demo_wait;      /* seconds the demo's journeys wait */
+    char *demo_smtp_listen; /* the demo's mail catcher */
+    char *demo_mailbox;     /* caught mail shown by /demo/mailbox; empty = no /demo/ */
 } td_config_t;
 
 /* Fills cfg with the defaults. */

@@ -27,10 +27,14 @@ def free_port():
 
 
 class Server:
-    """One tandem serve process. data_dir survives restarts of the same object."""
+    """One tandem serve (or demo) process, run from the source tree. data_dir
+    survives restarts of the same object."""
 
-    def __init__(self, *args, data_dir=None, env=None, clock="virtual"):
+    def __init__(self, *args, data_dir=None, env=None, clock="virtual", command="serve",
+                 start_timeout=20):
         self.args = list(args)
+        self.command = command
+        self.start_timeout = start_timeout
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="tandem-test-")
         self.env = dict(os.environ, **(env or {}))
@@ -41,13 +45,15 @@ class Server:
 
     def start(self):
         self.port = free_port()
-        cmd = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir,
+        cmd = [BIN, self.command, "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir,
                "--admin-key", ADMIN_KEY, "--clock", self.clock] + self.args
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=self.env)
-        deadline = time.time() + 20
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=self.env,
+                                     cwd=ROOT)
+        deadline = time.time() + self.start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"tandem exited with {self.proc.returncode}:\n{self.logs()}")
             try:
                 if self.get("/healthz")[0] == 200:

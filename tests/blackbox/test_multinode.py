@@ -13,9 +13,12 @@ takes over what the dead one held (its open transactions died with its
 connections). At the end: every acknowledged event is stored exactly once,
 every cart has exactly one instance, every instance ended exactly once with
 the right outcome, counters match, and there is exactly one outbox row per
-emailed instance with a unique Message-ID. (Sending mail is not checked
-here: the PostgreSQL backend has no message domain yet, so outbox rows stay
-queued.)
+emailed instance with a unique Message-ID. Both nodes send through one real
+SMTP server (mail_sink.py, when Debian's python3-aiosmtpd is installed): every
+email arrives there exactly once across both nodes, also those the killed
+node had claimed (a short outbox lease lets the survivor take them over); the
+only second copy allowed is one the survivor counts as resent after a crash
+(killed between the end of DATA and the server's 250).
 
 The journey tests of test_journeys.py run again on the same kind of cluster,
 each server on a fresh database, so both backends keep the same behaviour.
@@ -33,8 +36,10 @@ import unittest
 
 import test_journeys
 from harness import ROOT, Server, wait_until
+from test_outbox import Sink, have_aiosmtpd
 
 HAVE_PG = bool(glob.glob("/usr/lib/postgresql/*/bin"))
+HAVE_SMTPD = have_aiosmtpd()
 HOUR = 3600
 CARTS = 60  # shoppers, one cart each
 SENDS = 3   # cart_add events per shopper on each node
@@ -110,6 +115,7 @@ class MultiNodeTest(unittest.TestCase):
         self.url = pg_test("start", self.pg_dir)
         self.psql_bin = psql_bin()
         self.nodes = []
+        self.sink = Sink() if HAVE_SMTPD else None
 
     def tearDown(self):
         try:
@@ -119,6 +125,8 @@ class MultiNodeTest(unittest.TestCase):
                     self.assertEqual(rc, 0, n.logs())
                 shutil.rmtree(n.data_dir, ignore_errors=True)
         finally:
+            if self.sink:
+                self.sink.close()
             pg_test("stop", self.pg_dir)
             shutil.rmtree(self.pg_dir, ignore_errors=True)
 
@@ -129,10 +137,25 @@ class MultiNodeTest(unittest.TestCase):
         return [line.split("|") for line in p.stdout.splitlines() if line]
 
     def node(self):
+        mail = []
+        if self.sink:
+            # a lease of seconds: what the killed node claimed goes out soon
+            mail = ["--smtp", f"smtp://127.0.0.1:{self.sink.port}", "--smtp-tls", "off",
+                    "--mail-from", "news@shop.example", "--outbox-lease", "4",
+                    "--smtp-timeout", "3"]
         srv = Server("--store", self.url, "--public-url", "https://shop.example",
-                     "--journey-batch", "4").start()
+                     "--journey-batch", "4", *mail).start()
         self.nodes.append(srv)
         return srv
+
+    @staticmethod
+    def metric(srv, name):
+        s, body = srv.get("/metrics")
+        text = body.decode() if isinstance(body, bytes) else body
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[-1]))
+        return 0
 
     def clock(self, srv):
         s, b = srv.get("/v1/admin/clock", admin=True)
@@ -250,6 +273,31 @@ class MultiNodeTest(unittest.TestCase):
             "AND reason = '' AND step IN ('', 'email') AND kind = 'entered' GROUP BY step, kind"))
         self.assertEqual(counts.get("/entered"), total, counts)
         self.assertEqual(counts.get("email/entered"), len(emailed), counts)
+
+        if self.sink is None:
+            return
+        # every email reached the SMTP server exactly once, whichever node sent it
+        def all_sent():
+            return self.sql("SELECT count(*) FROM outbox WHERE status <> 'sent'")[0][0] == "0"
+        self.assertTrue(wait_until(all_sent, timeout=60, interval=0.2),
+                        (self.sql("SELECT status, last_error, count(*) FROM outbox "
+                                  "GROUP BY 1, 2"), b.logs()))
+        sent = {r[0].strip("<>"): r[1]
+                for r in self.sql("SELECT message_id, recipient FROM outbox")}
+        time.sleep(1)  # a second copy would have arrived by now
+        got = {}
+        for m in self.sink.messages(len(sent), timeout=30):
+            mid = str(m["Message-ID"]).strip().strip("<>")
+            got.setdefault(mid, []).append(str(m["To"]))
+        self.assertEqual(set(got), set(sent))
+        for mid, to in got.items():
+            self.assertTrue(all(sent[mid] in t for t in to), (mid, to, sent[mid]))
+        # a second copy only of a message the dead node had handed to the server
+        # without seeing its 250: b counts those when it sends them again
+        twice = sorted(mid for mid, to in got.items() if len(to) > 1)
+        resent = self.metric(b, "tandem_outbox_resent_after_crash_total")
+        self.assertTrue(all(len(got[mid]) == 2 for mid in twice), got)
+        self.assertLessEqual(len(twice), resent, (twice, resent))
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ class RecommendationsTest(unittest.TestCase):
         s, inst = srv.get(f"/v1/journeys/cart-abandonment/instances/{rows[0]['id']}",
                           admin=True)
         self.assertEqual(s, 200, inst)
-        also = inst["actions"]["also_bought"]
+        also = inst["actions"]["recs"]
         self.assertEqual(also["status"], "ok", also)
         ids = [i["id"] for i in also["items"]]
         self.assertEqual(ids[0], "S-202", also)

@@ -46,7 +46,7 @@ static int fixed_tz(void *ctx, const char *zone, int64_t utc_ms, int *off)
         *off = 3600;
         return 0;
     }
-    return td_journey_tzdb_offset(NULL, zone, utc_ms, off);
+    return td_tz_cache_offset(NULL, zone, utc_ms, off);
 }
 
 static json_t *eval(const char *src)

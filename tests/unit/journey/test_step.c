@@ -1,6 +1,6 @@
 /* Step decisions (pure): waits, wait_for_event, conditions and the
  * deterministic split, email skip reasons, action and recommendation
- * payloads, timeouts, exits, entries, and time zones. */
+ * payloads, timeouts, exits and entries (the zones themselves: unit/util/test_tz.c). */
 #include "test.h"
 
 #include <stdio.h>
@@ -96,7 +96,7 @@ static td_journey_decision_t decide_at(const char *step, int phase, int64_t now)
                               .step_since_ms = now,
                               .timeout_at_ms = NOW + 91LL * 86400000 };
     td_journey_env_t env = {
-        .vars = vars, .now_ms = now, .entry_ms = NOW, .tz = td_journey_tzdb_offset
+        .vars = vars, .now_ms = now, .entry_ms = NOW, .tz = td_tz_cache_offset
     };
     td_journey_decision_t d;
 
@@ -325,49 +325,6 @@ static void test_entry_and_exit(void **state)
     assert_false(td_journey_listens(def, "page_view"));
 }
 
-static void test_time_zones(void **state)
-{
-    int off = -1;
-
-    (void)state;
-    assert_int_equal(td_journey_tzdb_offset(NULL, "UTC", NOW, &off), TD_OK);
-    assert_int_equal(off, 0);
-    assert_int_equal(td_journey_tzdb_offset(NULL, "+05:30", NOW, &off), TD_OK);
-    assert_int_equal(off, 19800);
-    assert_int_equal(td_journey_tzdb_offset(NULL, "-08", NOW, &off), TD_OK);
-    assert_int_equal(off, -28800);
-    assert_int_not_equal(td_journey_tzdb_offset(NULL, "../../etc/passwd", NOW, &off), TD_OK);
-
-    td_journey_tzdb_t *db = td_journey_tzdb_new(NULL);
-    if (td_journey_tzdb_offset(db, "Europe/Paris", NOW, &off) != TD_OK) {
-        td_journey_tzdb_free(db);
-        skip(); /* no zoneinfo files on this machine */
-    }
-    assert_int_equal(off, 3600); /* November */
-    assert_int_equal(td_journey_tzdb_offset(db, "Europe/Paris", NOW - 150LL * 86400000, &off),
-                     TD_OK); /* July */
-    assert_int_equal(off, 7200);
-    /* far beyond the listed transitions: the POSIX rule at the file's end */
-    assert_int_equal(td_journey_tzdb_offset(db, "Europe/Paris", 4118054400000LL, &off), TD_OK);
-    assert_int_equal(off, 7200); /* 2100-07-01 */
-    assert_int_equal(td_journey_tzdb_offset(db, "America/New_York", NOW, &off), TD_OK);
-    assert_int_equal(off, -18000);
-    assert_int_equal(td_journey_tzdb_offset(db, "Nowhere/City", NOW, &off), TD_ENOTFOUND);
-    td_journey_tzdb_free(db);
-}
-
-static void test_tzif_garbage_is_refused(void **state)
-{
-    unsigned char buf[200];
-    int off;
-
-    (void)state;
-    memset(buf, 0xff, sizeof(buf));
-    memcpy(buf, "TZif2", 5);
-    assert_int_not_equal(td_journey_tzif_offset(buf, sizeof(buf), 0, &off), TD_OK);
-    assert_int_not_equal(td_journey_tzif_offset(buf, 10, 0, &off), TD_OK);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,8 +337,6 @@ int main(void)
         cmocka_unit_test(test_action_payload),
         cmocka_unit_test(test_recommend_update_jump_end),
         cmocka_unit_test(test_entry_and_exit),
-        cmocka_unit_test(test_time_zones),
-        cmocka_unit_test(test_tzif_garbage_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

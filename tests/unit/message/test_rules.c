@@ -1,6 +1,7 @@
 /* The outbox's pure rules: retry back-off, frequency cap parsing and the
- * next allowed time, quiet hours windows with fixed UTC offsets, and the
- * skip reasons read from a row's render data. */
+ * next allowed time, quiet hours windows with fixed UTC offsets and in a
+ * named zone's wall time across DST changes, and the skip reasons read from
+ * a row's render data. */
 #include "test.h"
 
 #include <string.h>
@@ -119,6 +120,63 @@ static void test_quiet_window(void **state)
     assert_int_equal(td_quiet_next_open_ms(a, a, 0, MIDNIGHT + 22 * HOUR), MIDNIGHT + 22 * HOUR);
 }
 
+/* 2026-03-29T00:00:00Z and 2026-10-25T00:00:00Z: Paris changes at 01:00Z */
+#define MAR29 1774742400000LL
+#define OCT25 1792886400000LL
+
+static int64_t open_in(const char *zone, int a, int b, int64_t now)
+{
+    int64_t t = -1;
+    assert_int_equal(td_quiet_next_open_tz_ms(a, b, td_tz_cache_shared(), zone, now, &t), TD_OK);
+    return t;
+}
+
+static void test_quiet_window_named_zone(void **state)
+{
+    int a, b, off;
+
+    (void)state;
+    if (td_tz_cache_offset(td_tz_cache_shared(), "Europe/Paris", MAR29, &off) != TD_OK) {
+        skip(); /* no zoneinfo files on this machine */
+    }
+    assert_int_equal(td_quiet_parse("21:00-08:00", &a, &b), TD_OK);
+    /* 23:00 CET on the 28th: open at 08:00 summer time = 06:00Z, not 07:00Z */
+    assert_int_equal(open_in("Europe/Paris", a, b, MAR29 - 2 * HOUR), MAR29 + 6 * HOUR);
+    assert_int_equal(open_in("Europe/Paris", a, b, MAR29 + 3 * HOUR), MAR29 + 6 * HOUR);
+    assert_int_equal(open_in("Europe/Paris", a, b, MAR29 + 6 * HOUR), MAR29 + 6 * HOUR);
+    /* 22:00 CEST on the 24th: open at 08:00 winter time = 07:00Z, not 06:00Z */
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 - 4 * HOUR), OCT25 + 7 * HOUR);
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 + 6 * HOUR + 59 * MIN), OCT25 + 7 * HOUR);
+    /* midday: open */
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 + 12 * HOUR), OCT25 + 12 * HOUR);
+    /* the fixed offset in force the evening before would be an hour off */
+    assert_int_not_equal(td_quiet_next_open_ms(a, b, 60, MAR29 - 2 * HOUR), MAR29 + 6 * HOUR);
+    /* an end the spring change skips (02:30): the window opens at the change */
+    assert_int_equal(td_quiet_parse("22:00-02:30", &a, &b), TD_OK);
+    assert_int_equal(open_in("Europe/Paris", a, b, MAR29 + 30 * MIN), MAR29 + 1 * HOUR);
+    /* an end the autumn change repeats: the first 02:30 (00:30Z), and while
+     * the second pass of 02:00-02:30 is quiet again, its 02:30 (01:30Z) */
+    assert_int_equal(td_quiet_parse("00:00-02:30", &a, &b), TD_OK);
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 - 1 * HOUR), OCT25 + 30 * MIN);
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 + 45 * MIN), OCT25 + 45 * MIN);
+    assert_int_equal(open_in("Europe/Paris", a, b, OCT25 + 75 * MIN), OCT25 + 90 * MIN);
+    /* New York (UTC-04:00 in summer): 23:00 local on 2026-07-01 is 03:00Z the 2nd */
+    assert_int_equal(td_quiet_parse("21:00-08:00", &a, &b), TD_OK);
+    assert_int_equal(open_in("America/New_York", a, b, MIDNIGHT - 150 * DAY + 3 * HOUR),
+                     MIDNIGHT - 150 * DAY + 12 * HOUR);
+    /* fixed offsets agree with td_quiet_next_open_ms */
+    for (int64_t t = MIDNIGHT; t < MIDNIGHT + DAY; t += 37 * MIN) {
+        assert_int_equal(open_in("+02:00", a, b, t), td_quiet_next_open_ms(a, b, 120, t));
+        assert_int_equal(open_in("UTC-05:30", a, b, t), td_quiet_next_open_ms(a, b, -330, t));
+    }
+    /* no window; an unknown zone */
+    assert_int_equal(open_in("Europe/Paris", a, a, MIDNIGHT + 22 * HOUR), MIDNIGHT + 22 * HOUR);
+    int64_t t;
+    assert_int_equal(
+        td_quiet_next_open_tz_ms(a, b, td_tz_cache_shared(), "Nowhere/City", MIDNIGHT, &t),
+        TD_ENOTFOUND);
+}
+
 static void test_tz_offset(void **state)
 {
     int off;
@@ -172,7 +230,7 @@ int main(void)
         cmocka_unit_test(test_backoff),          cmocka_unit_test(test_cap_parse),
         cmocka_unit_test(test_cap_next_allowed), cmocka_unit_test(test_quiet_parse),
         cmocka_unit_test(test_quiet_window),     cmocka_unit_test(test_tz_offset),
-        cmocka_unit_test(test_data_skip),
+        cmocka_unit_test(test_data_skip),        cmocka_unit_test(test_quiet_window_named_zone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

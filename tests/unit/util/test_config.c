@@ -443,7 +443,10 @@ static char *capture(void (*print)(FILE *))
     assert_non_null(f);
     print(f);
     fclose(f);
-    return text;
+    /* a copy: gcc 12 takes text for a local once its address was passed */
+    char *copy = strdup(text);
+    free(text);
+    return copy;
 }
 
 static void test_help_and_reference(void **state)
