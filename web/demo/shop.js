@@ -411,7 +411,25 @@ function showIdentity() {
 
 /* The header's markup is in each page (so its selectors exist before any
  * script runs); this wires it. */
+/* The header of the shop's pages (the mailbox has its own). */
+const HEADER = `
+  <a class="brand" href="./">Tandem <span>shop</span></a>
+  <form id="identify-form" class="identify" autocomplete="on">
+    <label class="sr-only" for="email">Your email</label>
+    <input id="email" name="email" type="email" data-test="email" placeholder="Your email" autocomplete="email" required>
+    <label class="consent"><input type="checkbox" data-test="consent" checked> Email me offers</label>
+    <button type="submit" data-test="identify">Identify</button>
+    <span id="who" class="who" aria-live="polite"></span>
+  </form>
+  <nav class="site-nav" aria-label="Shop">
+    <a data-test="mailbox-link" href="mailbox">Mailbox</a>
+    <a data-test="cart-link" href="cart.html" class="cart-link">Cart <span class="badge" data-test="cart-count">0</span></a>
+  </nav>
+`;
+
 function renderHeader() {
+  const slot = document.querySelector("header[data-shop-header]");
+  if (slot) slot.innerHTML = HEADER;
   updateCartCount();
   const form = document.getElementById("identify-form");
   if (!form) return;
