@@ -32,26 +32,44 @@ void td_api_criteria_list(td_http_req_t *req, void *ctx)
     }
 }
 
-void td_api_criteria_get(td_http_req_t *req, void *ctx)
+/* Criteria and designs are stored documents with the same verbs. */
+typedef struct doc_kind {
+    const char *param, *what; /* URL parameter; the noun in messages */
+    json_t *(*get)(td_recs_t *r, const char *key);
+    int (*put)(td_recs_t *r, const char *key, const char *json, size_t len, bool *created,
+               td_err_t *err);
+    int (*del)(td_recs_t *r, const char *key);
+} doc_kind_t;
+
+static json_t *design_get(td_recs_t *r, const char *name)
+{
+    return td_recs_design_get(r, name, false);
+}
+
+static const doc_kind_t criteria_kind = { "id", "criteria", td_recs_criteria_get,
+                                          td_recs_criteria_put, td_recs_criteria_delete };
+static const doc_kind_t design_kind = { "name", "design", design_get, td_recs_design_put,
+                                        td_recs_design_delete };
+
+static void doc_get(td_http_req_t *req, void *ctx, const doc_kind_t *k)
 {
     td_recs_t *r = recs_of(req, ctx);
-    const char *id = td_http_param(req, "id");
 
     if (r == NULL) {
         return;
     }
-    json_t *doc = td_recs_criteria_get(r, id);
+    json_t *doc = k->get(r, td_http_param(req, k->param));
     if (doc == NULL) {
-        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no criteria with this id");
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no %s with this %s", k->what, k->param);
         return;
     }
     td_api__reply_doc(req, 200, doc);
 }
 
-void td_api_criteria_put(td_http_req_t *req, void *ctx)
+static void doc_put(td_http_req_t *req, void *ctx, const doc_kind_t *k)
 {
     td_recs_t *r = recs_of(req, ctx);
-    const char *id = td_http_param(req, "id");
+    const char *key = td_http_param(req, k->param);
     td_err_t err = { 0 };
     size_t len;
     const char *body = td_http_body(req, &len);
@@ -62,29 +80,44 @@ void td_api_criteria_put(td_http_req_t *req, void *ctx)
         return;
     }
     if (len > MAX_CRITERIA_BODY) {
-        td_http_reply_errorf(req, TD_ETOOBIG, "", "a criteria is at most %d bytes",
+        td_http_reply_errorf(req, TD_ETOOBIG, "", "a %s is at most %d bytes", k->what,
                              MAX_CRITERIA_BODY);
         return;
     }
-    if ((rc = td_recs_criteria_put(r, id, body ? body : "", len, &created, &err)) != TD_OK) {
+    if ((rc = k->put(r, key, body ? body : "", len, &created, &err)) != TD_OK) {
         td_http_reply_error(req, rc, &err);
         return;
     }
-    td_api__reply_doc(req, created ? 201 : 200, td_recs_criteria_get(r, id));
+    td_api__reply_doc(req, created ? 201 : 200, k->get(r, key));
 }
 
-void td_api_criteria_delete(td_http_req_t *req, void *ctx)
+static void doc_delete(td_http_req_t *req, void *ctx, const doc_kind_t *k)
 {
     td_recs_t *r = recs_of(req, ctx);
 
     if (r == NULL) {
         return;
     }
-    if (td_recs_criteria_delete(r, td_http_param(req, "id")) != TD_OK) {
-        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no criteria with this id");
+    if (k->del(r, td_http_param(req, k->param)) != TD_OK) {
+        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no %s with this %s", k->what, k->param);
         return;
     }
     td_http_reply(req, 204, "application/json", "", 0);
+}
+
+void td_api_criteria_get(td_http_req_t *req, void *ctx)
+{
+    doc_get(req, ctx, &criteria_kind);
+}
+
+void td_api_criteria_put(td_http_req_t *req, void *ctx)
+{
+    doc_put(req, ctx, &criteria_kind);
+}
+
+void td_api_criteria_delete(td_http_req_t *req, void *ctx)
+{
+    doc_delete(req, ctx, &criteria_kind);
 }
 
 void td_api_criteria_custom_put(td_http_req_t *req, void *ctx)
@@ -251,54 +284,15 @@ void td_api_designs_list(td_http_req_t *req, void *ctx)
 
 void td_api_design_get(td_http_req_t *req, void *ctx)
 {
-    td_recs_t *r = recs_of(req, ctx);
-
-    if (r == NULL) {
-        return;
-    }
-    json_t *d = td_recs_design_get(r, td_http_param(req, "name"), false);
-    if (d == NULL) {
-        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no design with this name");
-        return;
-    }
-    td_api__reply_doc(req, 200, d);
+    doc_get(req, ctx, &design_kind);
 }
 
 void td_api_design_put(td_http_req_t *req, void *ctx)
 {
-    td_recs_t *r = recs_of(req, ctx);
-    const char *name = td_http_param(req, "name");
-    td_err_t err = { 0 };
-    size_t len;
-    const char *body = td_http_body(req, &len);
-    bool created = false;
-    int rc;
-
-    if (r == NULL) {
-        return;
-    }
-    if (len > MAX_CRITERIA_BODY) {
-        td_http_reply_errorf(req, TD_ETOOBIG, "", "a design is at most %d bytes",
-                             MAX_CRITERIA_BODY);
-        return;
-    }
-    if ((rc = td_recs_design_put(r, name, body ? body : "", len, &created, &err)) != TD_OK) {
-        td_http_reply_error(req, rc, &err);
-        return;
-    }
-    td_api__reply_doc(req, created ? 201 : 200, td_recs_design_get(r, name, false));
+    doc_put(req, ctx, &design_kind);
 }
 
 void td_api_design_delete(td_http_req_t *req, void *ctx)
 {
-    td_recs_t *r = recs_of(req, ctx);
-
-    if (r == NULL) {
-        return;
-    }
-    if (td_recs_design_delete(r, td_http_param(req, "name")) != TD_OK) {
-        td_http_reply_errorf(req, TD_ENOTFOUND, "", "no design with this name");
-        return;
-    }
-    td_http_reply(req, 204, "application/json", "", 0);
+    doc_delete(req, ctx, &design_kind);
 }
