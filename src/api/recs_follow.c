@@ -41,6 +41,7 @@ typedef struct gap {
 struct td_recs_follow {
     td_store_t *store;
     td_recs_follow_apply_fn apply;
+    td_recs_follow_tick_fn tick;
     void *ctx;
     /* the thread's own (and, before _start, the replay's) */
     int64_t high; /* highest seq seen */
@@ -414,6 +415,9 @@ static void poll_once(td_recs_follow_t *f)
     if (!store_failed(f, forward(f, c, &applied)) && f->n_gaps > 0 && !stopping(f)) {
         (void)store_failed(f, probe(f, c, &applied));
     }
+    if (f->tick && !stopping(f)) {
+        f->tick(f->ctx, c);
+    }
     td_store_release(f->store, c);
     expire(f);
     publish_low(f);
@@ -470,6 +474,11 @@ td_recs_follow_t *td_recs__follow_new(td_store_t *store, td_recs_follow_apply_fn
     pthread_condattr_destroy(&ca);
     mine_grow(f);
     return f;
+}
+
+void td_recs__follow_on_poll(td_recs_follow_t *f, td_recs_follow_tick_fn tick)
+{
+    f->tick = tick;
 }
 
 int td_recs__follow_start(td_recs_follow_t *f, int interval_ms)

@@ -18,6 +18,7 @@
 #include "reco/reco.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/strmap.h"
 #include "util/banned.h"
 
@@ -55,6 +56,11 @@ struct td_recs {
     json_t *designs; /* mbox / decision scope name -> {"criteria", "count", "html"} */
     custom_entry_t *customs;
     int n_customs;
+    /* with several nodes: the store's document counter the memory reflects
+     * (follower thread only), and a count of this node's own writes (moved
+     * under the write lock) that tells a reload it may have read too early */
+    int64_t docs_rev;
+    uint64_t docs_gen;
     td_recs_follow_t *follow; /* other nodes' events (NULL: not following) */
     pthread_t thread;
     bool thread_started;
@@ -381,12 +387,48 @@ static bool wants_follow(const td_recs_t *r)
            strcmp(td_store_backend(app->store), "postgres") == 0;
 }
 
+/* Nodes starting together rebuild one at a time: the store's rebuild lock,
+ * held on c for the whole scan (on PostgreSQL it goes with the session, so a
+ * node that dies mid-scan lets the next one in). There is no shared model
+ * to hand over: each node builds its own from the same events, then
+ * follows them. Waits as long as another node scans; true when held. */
+static bool rebuild_lock(td_recs_t *r, td_store_conn_t *c)
+{
+    int64_t t0 = td_mono_us(), logged = 0;
+    bool got = false;
+
+    if (!td_store_reco_supported(r->app->store)) {
+        return false;
+    }
+    for (;;) {
+        if (td_store_reco_rebuild_lock(c, true, &got) != TD_OK) {
+            td_log(TD_LOG_WARN, "reco", "rebuilding without the rebuild lock (store error)");
+            return false;
+        }
+        if (got) {
+            break;
+        }
+        if (td_mono_us() - logged > 10LL * 1000 * 1000) {
+            logged = td_mono_us();
+            td_log(TD_LOG_INFO, "reco", "waiting for another node's model rebuild");
+        }
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    if (logged != 0) {
+        td_log(TD_LOG_INFO, "reco", "rebuild lock taken waited_ms=%lld",
+               (long long)((td_mono_us() - t0) / 1000));
+    }
+    return true;
+}
+
 /* Replays the stored events, in seq order, into the model. Runs before the
  * listener is registered and before requests are served, so every event is
  * applied exactly once. */
 static int rebuild(td_recs_t *r)
 {
     td_store_conn_t *c = td_store_acquire(r->app->store);
+    bool locked = rebuild_lock(r, c);
     td_reco_model_t *m = td_reco_engine_acquire(r->engine);
     int64_t after = 0, total = 0, applied = 0, t0 = td_mono_us(), last_log = t0;
     int rc = TD_OK;
@@ -415,6 +457,9 @@ static int rebuild(td_recs_t *r)
     }
     td_reco_model_advance(m, td_clock_now_ms(r->app->clock));
     td_reco_model_unref(m);
+    if (locked && td_store_reco_rebuild_lock(c, false, &locked) != TD_OK) {
+        td_log(TD_LOG_WARN, "reco", "cannot give the rebuild lock back (it goes with the session)");
+    }
     td_store_release(r->app->store, c);
     td_log(rc == TD_OK ? TD_LOG_INFO : TD_LOG_ERROR, "reco",
            "model built events=%lld applied=%lld ms=%lld%s", (long long)total, (long long)applied,
@@ -535,6 +580,7 @@ int td_recs_criteria_put(td_recs_t *r, const char *id, const char *json, size_t 
             *created = json_object_get(r->criteria, id) == NULL;
         }
         json_object_set_new(r->criteria, id, json_string(text));
+        __atomic_add_fetch(&r->docs_gen, 1, __ATOMIC_RELEASE);
     }
     pthread_rwlock_unlock(&r->lock);
     td_reco_criteria_free(c);
@@ -581,6 +627,7 @@ int td_recs_criteria_delete(td_recs_t *r, const char *id)
     rc = json_object_get(r->criteria, id) ? persist(r, "criteria", id, NULL, true) : TD_ENOTFOUND;
     if (rc == TD_OK) {
         json_object_del(r->criteria, id);
+        __atomic_add_fetch(&r->docs_gen, 1, __ATOMIC_RELEASE);
     }
     pthread_rwlock_unlock(&r->lock);
     return rc;
@@ -621,6 +668,7 @@ int td_recs_custom_put(td_recs_t *r, const char *id, const char *csv, size_t len
         r->customs[r->n_customs].lists = lists;
         r->n_customs++;
     }
+    __atomic_add_fetch(&r->docs_gen, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&r->lock);
     return TD_OK;
 }
@@ -679,6 +727,7 @@ int td_recs_design_put(td_recs_t *r, const char *name, const char *json, size_t 
     if (rc == TD_OK) {
         *created = json_object_get(r->designs, name) == NULL;
         json_object_set(r->designs, name, doc);
+        __atomic_add_fetch(&r->docs_gen, 1, __ATOMIC_RELEASE);
     }
     free(text);
     pthread_rwlock_unlock(&r->lock);
@@ -725,39 +774,56 @@ int td_recs_design_delete(td_recs_t *r, const char *name)
     rc = json_object_get(r->designs, name) ? persist(r, "design", name, NULL, true) : TD_ENOTFOUND;
     if (rc == TD_OK) {
         json_object_del(r->designs, name);
+        __atomic_add_fetch(&r->docs_gen, 1, __ATOMIC_RELEASE);
     }
     pthread_rwlock_unlock(&r->lock);
     return rc;
 }
 
-/* The stored criteria and CUSTOM lists, at start-up. */
-static void load_docs(td_recs_t *r)
-{
-    td_store_t *st = r->app->store;
-    td_store_reco_doc_t *rows = NULL;
-    int n = 0;
+/* The stored documents of every kind, parsed: installed at start-up and,
+ * with several nodes, again whenever the store's change counter moves. */
+typedef struct docs {
+    json_t *criteria;
+    json_t *designs;
+    custom_entry_t *customs;
+    int n_customs;
+} docs_t;
 
-    if (st == NULL || !td_store_reco_supported(st)) {
-        return;
+static void docs_free(docs_t *d)
+{
+    json_decref(d->criteria);
+    json_decref(d->designs);
+    for (int i = 0; i < d->n_customs; i++) {
+        free(d->customs[i].id);
+        td_reco_custom_free(d->customs[i].lists);
     }
-    td_store_conn_t *c = td_store_acquire(st);
-    if (td_store_reco_list(c, "criteria", &rows, &n) == TD_OK) {
+    free(d->customs);
+    memset(d, 0, sizeof(*d));
+}
+
+static int docs_read(td_store_conn_t *c, docs_t *d)
+{
+    td_store_reco_doc_t *rows = NULL;
+    int n = 0, rc;
+
+    *d = (docs_t){ .criteria = json_object(), .designs = json_object() };
+    if ((rc = td_store_reco_list(c, "criteria", &rows, &n)) == TD_OK) {
         for (int i = 0; i < n; i++) {
-            json_object_set_new(r->criteria, rows[i].id, json_string(rows[i].body));
+            json_object_set_new(d->criteria, rows[i].id, json_string(rows[i].body));
         }
     }
     td_store_reco_docs_free(rows, n);
-    if (td_store_reco_list(c, "design", &rows, &n) == TD_OK) {
+    if (rc == TD_OK && (rc = td_store_reco_list(c, "design", &rows, &n)) == TD_OK) {
         for (int i = 0; i < n; i++) {
-            json_t *d = json_loads(rows[i].body, 0, NULL);
-            if (json_is_object(d)) {
-                json_object_set(r->designs, rows[i].id, d);
+            json_t *doc = json_loads(rows[i].body, 0, NULL);
+            if (json_is_object(doc)) {
+                json_object_set(d->designs, rows[i].id, doc);
             }
-            json_decref(d);
+            json_decref(doc);
         }
+        td_store_reco_docs_free(rows, n);
     }
-    td_store_reco_docs_free(rows, n);
-    if (td_store_reco_list(c, "custom", &rows, &n) == TD_OK) {
+    if (rc == TD_OK && (rc = td_store_reco_list(c, "custom", &rows, &n)) == TD_OK) {
         for (int i = 0; i < n; i++) {
             td_reco_custom_t *lists = NULL;
             td_err_t err = { 0 };
@@ -766,16 +832,90 @@ static void load_docs(td_recs_t *r)
                        err.message);
                 continue;
             }
-            r->customs = td_xrealloc(r->customs, (size_t)(r->n_customs + 1) * sizeof(*r->customs));
-            r->customs[r->n_customs].id = td_xstrdup(rows[i].id);
-            r->customs[r->n_customs].lists = lists;
-            r->n_customs++;
+            d->customs = td_xrealloc(d->customs, (size_t)(d->n_customs + 1) * sizeof(*d->customs));
+            d->customs[d->n_customs].id = td_xstrdup(rows[i].id);
+            d->customs[d->n_customs].lists = lists;
+            d->n_customs++;
         }
+        td_store_reco_docs_free(rows, n);
     }
-    td_store_reco_docs_free(rows, n);
+    if (rc != TD_OK) {
+        docs_free(d);
+    }
+    return rc;
+}
+
+/* Puts d in place of what r holds (write lock held, or no other thread
+ * yet); d gets the old documents, for docs_free. */
+static void docs_swap(td_recs_t *r, docs_t *d)
+{
+    docs_t old = { r->criteria, r->designs, r->customs, r->n_customs };
+
+    r->criteria = d->criteria;
+    r->designs = d->designs;
+    r->customs = d->customs;
+    r->n_customs = d->n_customs;
+    *d = old;
+}
+
+/* The stored criteria, designs and CUSTOM lists, at start-up. */
+static void load_docs(td_recs_t *r)
+{
+    td_store_t *st = r->app->store;
+    docs_t d;
+
+    if (st == NULL || !td_store_reco_supported(st)) {
+        return;
+    }
+    td_store_conn_t *c = td_store_acquire(st);
+    /* read before the documents: a write in between is read again later */
+    if (td_store_reco_rev(c, &r->docs_rev) != TD_OK) {
+        r->docs_rev = -1;
+    }
+    if (docs_read(c, &d) == TD_OK) {
+        docs_swap(r, &d);
+        docs_free(&d);
+    } else {
+        r->docs_rev = -1;
+        td_log(TD_LOG_WARN, "reco", "cannot read the stored criteria and designs");
+    }
     td_store_release(st, c);
-    td_log(TD_LOG_INFO, "reco", "loaded criteria=%zu custom=%d", json_object_size(r->criteria),
-           r->n_customs);
+    td_log(TD_LOG_INFO, "reco", "loaded criteria=%zu designs=%zu custom=%d",
+           json_object_size(r->criteria), json_object_size(r->designs), r->n_customs);
+}
+
+/* After every poll of the follower: documents another node wrote or
+ * deleted. Any write moves the counter, this node's own too (reloading what
+ * memory holds already). The store is read without the lock, so requests
+ * never wait for it; a write of this node's own in the meantime makes the
+ * reading possibly stale, and it is not installed (the counter moved, so
+ * the next poll reads again). */
+static void docs_poll(void *ctx, td_store_conn_t *c)
+{
+    td_recs_t *r = ctx;
+    uint64_t gen = __atomic_load_n(&r->docs_gen, __ATOMIC_ACQUIRE);
+    int64_t rev;
+    docs_t d;
+    bool installed;
+
+    if (td_store_reco_rev(c, &rev) != TD_OK || rev == r->docs_rev) {
+        return;
+    }
+    if (docs_read(c, &d) != TD_OK) {
+        return;
+    }
+    pthread_rwlock_wrlock(&r->lock);
+    installed = __atomic_load_n(&r->docs_gen, __ATOMIC_ACQUIRE) == gen;
+    if (installed) {
+        docs_swap(r, &d);
+        r->docs_rev = rev;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    docs_free(&d);
+    if (installed) {
+        td_metrics_add("tandem_reco_docs_reloads_total", "", 1);
+        td_log(TD_LOG_DEBUG, "reco", "documents reloaded rev=%lld", (long long)rev);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -1326,6 +1466,10 @@ int td_recs_open(td_app_t *app, td_recs_t **out)
     td_log(TD_LOG_INFO, "reco", "content items=%lld", (long long)td_reco_content_count(r->content));
     if (wants_follow(r)) {
         r->follow = td_recs__follow_new(app->store, follow_apply, r);
+        td_recs__follow_on_poll(r->follow, docs_poll);
+        td_metrics_describe("tandem_reco_docs_reloads_total", "counter",
+                            "times the criteria, designs and CUSTOM lists were read again after "
+                            "a write (by any node)");
     }
     if (rebuild(r) != TD_OK) {
         td_log(TD_LOG_WARN, "reco", "starting with the events replayed so far");

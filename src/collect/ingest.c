@@ -3,8 +3,10 @@
  * submission only after COMMIT returned, so a 2xx reply always means the
  * events are on disk (redis's "persist before reply, in a group fashion").
  *
- * Each submission runs under its own savepoint: a storage error in one
- * request fails that request alone. */
+ * A storage error in one request fails that request alone: a group is first
+ * written without savepoints (each is a round trip on PostgreSQL); when a
+ * request fails, the group is undone and written again with a savepoint
+ * around each request. */
 #include "collect/collect.h"
 
 #include <pthread.h>
@@ -58,12 +60,12 @@ struct td_ingest {
     int n_tx_hooks;
 };
 
-static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j)
+static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j, bool isolate)
 {
     td_event_batch_t *b = j->batch;
     int rc;
 
-    if ((rc = td_store_savepoint(c)) != TD_OK) {
+    if (isolate && (rc = td_store_savepoint(c)) != TD_OK) {
         return rc;
     }
     for (int i = 0; i < b->n; i++) {
@@ -83,11 +85,13 @@ static int write_job(td_ingest_t *ing, td_store_conn_t *c, job_t *j)
             }
         }
         if (rc != TD_OK) {
-            td_store_savepoint_rollback(c);
+            if (isolate) {
+                td_store_savepoint_rollback(c);
+            }
             return rc;
         }
     }
-    return td_store_savepoint_release(c);
+    return isolate ? td_store_savepoint_release(c) : TD_OK;
 }
 
 static void notify_listeners(td_ingest_t *ing, job_t *j)
@@ -148,25 +152,35 @@ static void release_job(job_t *j)
 
 /* One attempt at writing jobs [first, end) in one transaction. Returns the
  * group's outcome; TD_EBUSY (a deadlock or lock timeout between writers)
- * means nothing was kept and the group can be tried again. */
-static int try_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_t *end, int *n_events)
+ * means nothing was kept and the group can be tried again. Without isolate,
+ * a failed job undoes the whole group, which returns RETRY_ISOLATED. */
+#define RETRY_ISOLATED 1
+static int try_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_t *end, int *n_events,
+                     bool isolate)
 {
-    bool busy = false;
+    bool busy = false, failed = false;
     int rc = td_store_begin(c);
 
     *n_events = 0;
     for (job_t *j = first; j != end; j = j->next) {
         j->rc = rc;
-        if (rc == TD_OK) {
+        if (rc == TD_OK && !failed) {
             memset(j->dup, 0, sizeof(bool) * (size_t)(j->n ? j->n : 1));
-            j->rc = write_job(ing, c, j);
+            j->rc = write_job(ing, c, j, isolate);
             busy |= j->rc == TD_EBUSY;
+            /* the transaction is unusable after a failure without a savepoint */
+            failed = !isolate && j->rc != TD_OK;
             *n_events += td_event_batch_n_ok(j->batch);
         }
     }
     if (rc == TD_OK && busy) {
         td_store_rollback(c);
         return TD_EBUSY;
+    }
+    if (rc == TD_OK && failed) {
+        td_store_rollback(c);
+        /* a job alone keeps its own failure: nothing else to save */
+        return first->next == end ? TD_OK : RETRY_ISOLATED;
     }
     if (rc == TD_OK && (rc = td_store_commit(c)) != TD_OK) {
         td_store_rollback(c);
@@ -180,15 +194,19 @@ static void write_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_
     int64_t t0 = td_mono_us();
     int n_events = 0;
     int rc = TD_EBUSY;
+    bool isolate = false;
 
     /* A deadlock with another writer (several nodes, or writer threads, on
      * PostgreSQL) undoes the whole group: wait a random moment, so the two
      * do not meet again, and try again. */
-    for (int attempt = 0; attempt < 3 && rc == TD_EBUSY; attempt++) {
-        if (attempt > 0) {
+    for (int attempt = 0; attempt < 3 && (rc == TD_EBUSY || rc == RETRY_ISOLATED); attempt++) {
+        if (rc == RETRY_ISOLATED) {
+            isolate = true; /* not a lost attempt: a job failed, try each apart */
+            attempt--;
+        } else if (attempt > 0) {
             usleep((useconds_t)(1000 * attempt * (1 + rand() % 8)));
         }
-        rc = try_group(ing, c, first, end, &n_events);
+        rc = try_group(ing, c, first, end, &n_events, isolate);
     }
     /* Still meeting: the smaller the transaction, the fewer rows two
      * writers can hold in opposite orders, so each request goes alone. */
@@ -201,7 +219,7 @@ static void write_group(td_ingest_t *ing, td_store_conn_t *c, job_t *first, job_
                     usleep((useconds_t)(1000 * attempt * (1 + rand() % 8)));
                 }
                 job_t *next = j->next;
-                one = try_group(ing, c, j, next, &n);
+                one = try_group(ing, c, j, next, &n, false);
             }
             if (one != TD_OK) {
                 j->rc = one;

@@ -88,6 +88,43 @@ void td_template_report_release(td_template_report_t *report);
  * the result (json_decref). */
 json_t *td_template_report_to_json(const td_template_report_t *report);
 
+/* ==== Compiled-template cache ===========================================
+ *
+ * Stored templates are compiled once per version and rendered for every
+ * message: the cache maps (template id, part, version) to a compiled
+ * template. Bounded: past capacity the least recently used entry goes. One
+ * entry per (id, part): another version (or another text: a template deleted
+ * and put again starts over at version 1) replaces it. Thread-safe: one mutex
+ * around the table; compiling happens outside it. An entry handed out is
+ * reference-counted, so eviction or replacement never frees a template that
+ * another thread is still rendering. */
+
+typedef struct td_template_cache td_template_cache_t;
+typedef struct td_template_ref td_template_ref_t; /* a held compiled template */
+
+/* A cache of at most capacity (>= 1) entries; free it with
+ * td_template_cache_free once every ref has been released. */
+td_template_cache_t *td_template_cache_new(int capacity);
+void td_template_cache_free(td_template_cache_t *cache);
+
+/* The compiled template of (id, part, version) whose text is src (len
+ * bytes): from the cache, or compiled now and cached. *out is a ref you
+ * hold until td_template_cache_release. On a compile error
+ * returns it as td_template_compile does (nothing cached, *out NULL). */
+int td_template_cache_get(td_template_cache_t *cache, const char *id, const char *part,
+                          int64_t version, const char *src, size_t len, td_template_ref_t **out,
+                          td_err_t *err) TD_MUST_CHECK;
+/* The compiled template of a ref (borrowed: valid until the ref is released). */
+const td_template_t *td_template_ref_get(const td_template_ref_t *ref);
+/* Drops a ref from td_template_cache_get; NULL is fine. */
+void td_template_cache_release(td_template_cache_t *cache, td_template_ref_t *ref);
+
+typedef struct td_template_cache_stats {
+    int64_t hits, misses; /* misses: compiles */
+    int entries;
+} td_template_cache_stats_t;
+void td_template_cache_stats(td_template_cache_t *cache, td_template_cache_stats_t *out);
+
 /* ==== Plain text from HTML =============================================
  *
  * The text/plain alternative of an HTML email: no tags; paragraphs, headings,

@@ -28,6 +28,8 @@
 
 #define MAX_THREADS  64
 #define IDLE_WAIT_MS 200
+/* compiled template parts kept (4 per template: subject, html, text, fromName) */
+#define TEMPLATE_CACHE_ENTRIES 256
 
 struct td_outbox {
     td_store_t *st;
@@ -35,6 +37,7 @@ struct td_outbox {
     const td_config_t *cfg;
     td_smtp_pool_t *pool;
     td_dkim_t *dkim;
+    td_template_cache_t *templates;
     td_track_key_t key;
     bool track;
     char node[160];
@@ -83,23 +86,26 @@ static void skip(outcome_t *o, const char *reason, const char *detail)
 
 /* ---- rendering ---------------------------------------------------------- */
 
-/* Renders one template text with ctx into out; an error for compile or
+/* Renders part `what` of stored template t with ctx into out, compiling it
+ * only when the cache has no copy of this version; an error for compile or
  * render errors. */
-static int render_one(const char *what, const char *src, const json_t *ctx, td_buf_t *out,
-                      char *detail, size_t detail_len)
+static int render_one(td_outbox_t *o, const td_store_template_t *t, const char *what,
+                      const char *src, const json_t *ctx, td_buf_t *out, char *detail,
+                      size_t detail_len)
 {
-    td_template_t *tpl = NULL;
+    td_template_ref_t *ref = NULL;
     td_template_report_t rep;
     td_err_t err = { 0 };
     int rc;
 
-    if ((rc = td_template_compile(src, strlen(src), &tpl, &err)) != TD_OK) {
+    if ((rc = td_template_cache_get(o->templates, t->id, what, t->version, src, strlen(src), &ref,
+                                    &err)) != TD_OK) {
         snprintf(detail, detail_len, "%s: line %d column %d: %s", what, err.line, err.column,
                  err.message);
         return rc;
     }
     td_template_report_init(&rep);
-    rc = td_template_render(tpl, ctx, out, &rep);
+    rc = td_template_render(td_template_ref_get(ref), ctx, out, &rep);
     if (rc == TD_OK && (rep.n_errors > 0 || rep.truncated)) {
         snprintf(detail, detail_len, "%s: line %d column %d: %s", what,
                  rep.n_errors ? rep.errors[0].line : 0, rep.n_errors ? rep.errors[0].column : 0,
@@ -109,7 +115,7 @@ static int render_one(const char *what, const char *src, const json_t *ctx, td_b
         snprintf(detail, detail_len, "%s: %s", what, td_strerror(rc));
     }
     td_template_report_release(&rep);
-    td_template_free(tpl);
+    td_template_cache_release(o->templates, ref);
     return rc;
 }
 
@@ -183,12 +189,12 @@ static int build(td_outbox_t *o, const td_store_outbox_t *m, const td_store_temp
     if (unsub.len) {
         json_object_set_new(message, "unsubscribeUrl", json_string(unsub.data));
     }
-    if (render_one("subject", t->subject, ctx, &subject, res->detail, sizeof(res->detail)) !=
+    if (render_one(o, t, "subject", t->subject, ctx, &subject, res->detail, sizeof(res->detail)) !=
             TD_OK ||
-        render_one("html", t->html, ctx, &html, res->detail, sizeof(res->detail)) != TD_OK ||
-        (t->text &&
-         render_one("text", t->text, ctx, &text, res->detail, sizeof(res->detail)) != TD_OK) ||
-        (t->from_name && render_one("fromName", t->from_name, ctx, &from, res->detail,
+        render_one(o, t, "html", t->html, ctx, &html, res->detail, sizeof(res->detail)) != TD_OK ||
+        (t->text && render_one(o, t, "text", t->text, ctx, &text, res->detail,
+                               sizeof(res->detail)) != TD_OK) ||
+        (t->from_name && render_one(o, t, "fromName", t->from_name, ctx, &from, res->detail,
                                     sizeof(res->detail)) != TD_OK)) {
         char d[sizeof(res->detail)];
         memcpy(d, res->detail, sizeof(d));
@@ -686,6 +692,7 @@ int td_outbox_open(struct td_store *st, struct td_clock *clock, const struct td_
     o->st = st;
     o->clock = clock;
     o->cfg = cfg;
+    o->templates = td_template_cache_new(TEMPLATE_CACHE_ENTRIES);
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
     gethostname(host, sizeof(host) - 1);
@@ -755,6 +762,7 @@ void td_outbox_close(td_outbox_t *o)
     }
     td_smtp_pool_close(o->pool);
     td_dkim_close(o->dkim);
+    td_template_cache_free(o->templates);
     pthread_mutex_destroy(&o->mu);
     pthread_cond_destroy(&o->cv);
     free(o->password);

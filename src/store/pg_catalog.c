@@ -78,7 +78,7 @@ static bool in_transaction(td_pg_conn_t *c)
 {
     PGTransactionStatusType t = PQtransactionStatus(c->pg);
 
-    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+    return c->in_tx || t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
 static int pgc_seq_next(void *conn, int64_t now_ms, int64_t *seq)

@@ -247,7 +247,7 @@ static bool in_transaction(td_pg_conn_t *c)
 {
     PGTransactionStatusType t = PQtransactionStatus(c->pg);
 
-    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+    return c->in_tx || t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
 static void param_opt_int(td_pg_params_t *p, int64_t v)

@@ -58,8 +58,29 @@ static int pr_list(void *conn, const char *kind, td_store_reco_doc_t **rows, int
     return TD_OK;
 }
 
+static int pr_rev(void *conn, int64_t *rev)
+{
+    return td_store__pg_query_int(conn, "SELECT rev FROM reco_docs_rev", NULL, rev);
+}
+
+/* The two-key form of advisory locks, whose keys never meet the one-key
+ * form the migrations use: (0x7464 "td", 5 the model rebuild). */
+static int pr_rebuild_lock(void *conn, bool take, bool *got)
+{
+    int64_t v = 0;
+    int rc = td_store__pg_query_int(conn,
+                                    take ? "SELECT pg_try_advisory_lock(29796, 5)::int"
+                                         : "SELECT pg_advisory_unlock(29796, 5)::int",
+                                    NULL, &v);
+
+    *got = rc == TD_OK && v == 1;
+    return rc;
+}
+
 const td_store_reco_ops_t td_store_postgres_reco_ops = {
     .put = pr_put,
     .del = pr_delete,
     .list = pr_list,
+    .rev = pr_rev,
+    .rebuild_lock = pr_rebuild_lock,
 };

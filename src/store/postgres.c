@@ -24,6 +24,10 @@ static const char P_META_GET[] = "SELECT value FROM meta WHERE key = $1";
 static const char P_META_SET[] = "INSERT INTO meta (key, value) VALUES ($1, $2) "
                                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 static const char P_IDENT_FIND[] = "SELECT profile_id FROM identities WHERE ns = $1 AND id = $2";
+/* the same, taking the next event's seq in the same round trip */
+static const char P_IDENT_FIND_SEQ[] =
+    "SELECT (SELECT profile_id FROM identities WHERE ns = $1 AND id = $2), "
+    "nextval(pg_get_serial_sequence('events', 'seq'))";
 static const char P_IDENT_LINK[] =
     "INSERT INTO identities (ns, id, profile_id, linked_ms) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (ns, id) DO NOTHING";
@@ -33,6 +37,14 @@ static const char P_PROFILE_RESOLVE[] =
 static const char P_EVENT_ADD[] =
     "INSERT INTO events (event_id, type, profile_id, ts_ms, received_ms, doc) "
     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) WHERE event_id IS NOT NULL "
+    "DO NOTHING RETURNING seq";
+/* with the seq taken ahead: nothing to wait for, so it is deferred */
+static const char P_EVENT_ADD_SEQ[] =
+    "INSERT INTO events (seq, event_id, type, profile_id, ts_ms, received_ms, doc) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)";
+static const char P_EVENT_ADD_KEY_SEQ[] =
+    "INSERT INTO events (seq, event_id, type, profile_id, ts_ms, received_ms, doc) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) WHERE event_id IS NOT NULL "
     "DO NOTHING RETURNING seq";
 static const char P_EVENT_BY_KEY[] = "SELECT seq FROM events WHERE event_id = $1";
 static const char P_EVENT_COUNT[] = "SELECT count(*) FROM events";
@@ -240,13 +252,35 @@ static int pg_meta_set(void *conn, const char *key, const char *value)
     return td_store__pg_run(conn, P_META_SET, &p);
 }
 
+/* Inside a transaction an identity lookup is mostly the start of storing an
+ * event, whose insert then needs no answer: the lookup takes the event's seq
+ * along (a seq left unused is a gap, as after a rollback). */
 static int pg_identity_find(void *conn, const char *ns, const char *id, int64_t *profile_id)
 {
+    td_pg_conn_t *c = conn;
     td_pg_params_t p = { 0 };
+    int rc;
 
     td_pg_param_text(&p, ns);
     td_pg_param_text(&p, id);
-    return td_store__pg_query_int(conn, P_IDENT_FIND, &p, profile_id);
+    if (!c->in_tx || c->seq_ahead != 0) {
+        return td_store__pg_query_int(conn, P_IDENT_FIND, &p, profile_id);
+    }
+    PGresult *r = td_store__pg_query(c, P_IDENT_FIND_SEQ, &p, &rc);
+    if (r == NULL) {
+        return rc;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return TD_EIO;
+    }
+    c->seq_ahead = td_pg_get_int(r, 0, 1);
+    rc = PQgetisnull(r, 0, 0) ? TD_ENOTFOUND : TD_OK;
+    if (rc == TD_OK) {
+        *profile_id = td_pg_get_int(r, 0, 0);
+    }
+    PQclear(r);
+    return rc;
 }
 
 static int pg_identity_link(void *conn, const char *ns, const char *id, int64_t profile_id,
@@ -322,16 +356,29 @@ static int pg_profile_resolve(void *conn, int64_t profile_id, int64_t *out)
 
 static int pg_event_append(void *conn, const td_store_event_t *ev, int64_t *seq)
 {
+    td_pg_conn_t *c = conn;
     td_pg_params_t p = { 0 };
+    const char *sql = P_EVENT_ADD;
+    int64_t ahead = c->in_tx ? c->seq_ahead : 0;
     int rc;
 
+    if (ahead != 0) {
+        sql = ev->event_id ? P_EVENT_ADD_KEY_SEQ : P_EVENT_ADD_SEQ;
+        td_pg_param_int(&p, ahead);
+        c->seq_ahead = 0;
+    }
     td_pg_param_text(&p, ev->event_id);
     td_pg_param_text(&p, ev->type);
     td_pg_param_int(&p, ev->profile_id);
     td_pg_param_int(&p, ev->ts_ms);
     td_pg_param_int(&p, ev->received_ms);
     td_pg_param_text(&p, ev->doc);
-    rc = td_store__pg_query_int(conn, P_EVENT_ADD, &p, seq);
+    if (sql == P_EVENT_ADD_SEQ) {
+        /* without an idempotency key the insert cannot conflict */
+        *seq = ahead;
+        return td_store__pg_defer(c, sql, &p);
+    }
+    rc = td_store__pg_query_int(conn, sql, &p, seq);
     if (rc == TD_ENOTFOUND && ev->event_id) {
         /* DO NOTHING returned no row: the event_id was stored before */
         td_pg_params_t q = { 0 };
@@ -396,7 +443,7 @@ static int pg_cart_add(void *conn, int64_t profile_id, const td_store_item_t *it
     param_item(&p, profile_id, it);
     td_pg_param_int(&p, it->quantity);
     td_pg_param_int(&p, it->ts_ms);
-    return td_store__pg_run(conn, P_CART_ADD, &p);
+    return td_store__pg_defer(conn, P_CART_ADD, &p);
 }
 
 static int pg_cart_remove(void *conn, int64_t profile_id, const char *item_id, int64_t quantity,
@@ -409,14 +456,14 @@ static int pg_cart_remove(void *conn, int64_t profile_id, const char *item_id, i
         td_pg_param_int(&p, profile_id);
         td_pg_param_text(&p, item_id);
         td_pg_param_int(&p, quantity);
-        if ((rc = td_store__pg_run(conn, P_CART_DEC, &p)) != TD_OK) {
+        if ((rc = td_store__pg_defer(conn, P_CART_DEC, &p)) != TD_OK) {
             return rc;
         }
         p = (td_pg_params_t){ 0 };
     }
     td_pg_param_int(&p, profile_id);
     td_pg_param_text(&p, remove_all ? item_id : NULL);
-    return td_store__pg_run(conn, P_CART_DROP, &p);
+    return td_store__pg_defer(conn, P_CART_DROP, &p);
 }
 
 static int pg_cart_clear(void *conn, int64_t profile_id)
@@ -424,7 +471,7 @@ static int pg_cart_clear(void *conn, int64_t profile_id)
     td_pg_params_t p = { 0 };
 
     td_pg_param_int(&p, profile_id);
-    return td_store__pg_run(conn, P_CART_CLEAR, &p);
+    return td_store__pg_defer(conn, P_CART_CLEAR, &p);
 }
 
 static int pg_viewed_trim(void *conn, int64_t profile_id, int max_kept)
@@ -433,7 +480,7 @@ static int pg_viewed_trim(void *conn, int64_t profile_id, int max_kept)
 
     td_pg_param_int(&p, profile_id);
     td_pg_param_int(&p, max_kept);
-    return td_store__pg_run(conn, P_VIEWED_TRIM, &p);
+    return td_store__pg_defer(conn, P_VIEWED_TRIM, &p);
 }
 
 static int pg_event_seq_by_key(void *conn, const char *event_id, int64_t *seq)
@@ -451,7 +498,7 @@ static int pg_viewed_add(void *conn, int64_t profile_id, const td_store_item_t *
 
     param_item(&p, profile_id, it);
     td_pg_param_int(&p, it->ts_ms);
-    if ((rc = td_store__pg_run(conn, P_VIEWED_ADD, &p)) != TD_OK) {
+    if ((rc = td_store__pg_defer(conn, P_VIEWED_ADD, &p)) != TD_OK) {
         return rc;
     }
     return pg_viewed_trim(conn, profile_id, max_kept);
@@ -467,7 +514,7 @@ static int pg_purchase_add(void *conn, int64_t profile_id, const td_store_purcha
     td_pg_param_double(&p, pu->total, pu->has_total);
     td_pg_param_text(&p, pu->currency);
     td_pg_param_text(&p, pu->items_json ? pu->items_json : "[]");
-    return td_store__pg_run(conn, P_PURCHASE_ADD, &p);
+    return td_store__pg_defer(conn, P_PURCHASE_ADD, &p);
 }
 
 static int pg_consent_set(void *conn, int64_t profile_id, int value, int64_t ts_ms,
@@ -479,7 +526,7 @@ static int pg_consent_set(void *conn, int64_t profile_id, int value, int64_t ts_
     td_pg_param_int(&p, value);
     td_pg_param_int(&p, ts_ms);
     td_pg_param_text(&p, source);
-    return td_store__pg_run(conn, P_CONSENT_SET, &p);
+    return td_store__pg_defer(conn, P_CONSENT_SET, &p);
 }
 
 static int load_items(td_pg_conn_t *c, const char *sql, int64_t pid, td_store_item_t **out, int *n)
@@ -574,7 +621,7 @@ static int load_rest(td_pg_conn_t *c, int64_t pid, td_store_profile_t *pr)
 static int pg_profile_load(void *conn, int64_t profile_id, td_store_profile_t *pr)
 {
     td_pg_conn_t *c = conn;
-    bool own_tx = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    bool own_tx = !c->in_tx && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     td_pg_params_t p = { 0 };
     int rc;
 

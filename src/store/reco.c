@@ -51,3 +51,15 @@ void td_store_reco_docs_free(td_store_reco_doc_t *rows, int n)
     }
     free(rows);
 }
+
+int td_store_reco_rev(td_store_conn_t *c, int64_t *rev)
+{
+    *rev = 0;
+    return CALL(c, rev, rev);
+}
+
+int td_store_reco_rebuild_lock(td_store_conn_t *c, bool take, bool *got)
+{
+    *got = false;
+    return CALL(c, rebuild_lock, take, got);
+}

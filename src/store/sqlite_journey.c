@@ -129,11 +129,17 @@ static const char S_OB_ADD[] =
     "INSERT INTO outbox (message_id, channel, journey_id, journey_version, instance_id, step, "
     "profile_id, recipient, template_id, data, status, attempts, next_attempt_ms, created_ms, "
     "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?13)";
+/* Two arms rather than one OR: each walks the outbox_queue index in order
+ * and stops at the limit, where an OR made SQLite sort every due row (a deep
+ * queue then slowed every claim). */
 static const char S_OB_CLAIM[] =
     "UPDATE outbox SET status = 'sending', claimed_by = ?1, lease_until_ms = ?4, "
-    "attempts = attempts + 1, updated_ms = ?2 WHERE id IN (SELECT id FROM outbox "
-    "WHERE (status = 'queued' AND next_attempt_ms <= ?2) OR "
-    "(status = 'sending' AND lease_until_ms <= ?3) ORDER BY next_attempt_ms, id LIMIT ?5) "
+    "attempts = attempts + 1, updated_ms = ?2 WHERE id IN (SELECT id FROM ("
+    "SELECT id, next_attempt_ms AS due FROM (SELECT id, next_attempt_ms FROM outbox "
+    "WHERE status = 'queued' AND next_attempt_ms <= ?2 ORDER BY next_attempt_ms, id LIMIT ?5) "
+    "UNION ALL SELECT id, next_attempt_ms FROM (SELECT id, next_attempt_ms FROM outbox "
+    "WHERE status = 'sending' AND lease_until_ms <= ?3 LIMIT ?5)) "
+    "ORDER BY due, id LIMIT ?5) "
     "RETURNING " OUTBOX_COLS;
 static const char S_OB_MARK[] =
     "UPDATE outbox SET status = ?3, next_attempt_ms = CASE WHEN ?4 > 0 THEN ?4 "

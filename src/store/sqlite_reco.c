@@ -73,8 +73,35 @@ static int sr_list(void *conn, const char *kind, td_store_reco_doc_t **rows, int
     return TD_OK;
 }
 
+static int sr_rev(void *conn, int64_t *rev)
+{
+    td_sqlite_conn_t *c = conn;
+    sqlite3_stmt *st = td_store__sqlite_stmt(c, "SELECT rev FROM reco_docs_rev");
+    int rc;
+
+    if (st == NULL) {
+        return TD_EIO;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *rev = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? TD_OK : td_store__sqlite_error(c->db, "reco_rev");
+}
+
+/* One process writes a SQLite database: nobody to wait for. */
+static int sr_rebuild_lock(void *conn, bool take, bool *got)
+{
+    (void)conn;
+    *got = take;
+    return TD_OK;
+}
+
 const td_store_reco_ops_t td_store_sqlite_reco_ops = {
     .put = sr_put,
     .del = sr_delete,
     .list = sr_list,
+    .rev = sr_rev,
+    .rebuild_lock = sr_rebuild_lock,
 };

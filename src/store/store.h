@@ -696,6 +696,8 @@ typedef struct td_store_reco_ops {
     int (*put)(void *conn, const char *kind, const char *id, const char *body, int64_t now_ms);
     int (*del)(void *conn, const char *kind, const char *id);
     int (*list)(void *conn, const char *kind, td_store_reco_doc_t **rows, int *n);
+    int (*rev)(void *conn, int64_t *rev);
+    int (*rebuild_lock)(void *conn, bool take, bool *got);
 } td_store_reco_ops_t;
 
 extern const td_store_reco_ops_t td_store_sqlite_reco_ops;
@@ -708,5 +710,15 @@ int td_store_reco_delete(td_store_conn_t *c, const char *kind, const char *id) T
 int td_store_reco_list(td_store_conn_t *c, const char *kind, td_store_reco_doc_t **rows,
                        int *n) TD_MUST_CHECK;
 void td_store_reco_docs_free(td_store_reco_doc_t *rows, int n);
+/* The documents' change counter: moves with every put or delete (of any
+ * kind, by any process) in the writing transaction. Equal readings mean no
+ * document changed in between. */
+int td_store_reco_rev(td_store_conn_t *c, int64_t *rev) TD_MUST_CHECK;
+/* The lock that lets one process at a time rebuild its model from the
+ * events (a session lock on PostgreSQL, so it stays with this connection
+ * until given back; SQLite has one process and always grants it). take:
+ * tries to take it without waiting, *got says whether it did; !take: gives
+ * it back. */
+int td_store_reco_rebuild_lock(td_store_conn_t *c, bool take, bool *got) TD_MUST_CHECK;
 
 #endif

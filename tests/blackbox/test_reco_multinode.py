@@ -10,6 +10,9 @@ what the test sent; and each node's follower fed exactly the events the
 other node stored (tandem_reco_follow_events_total), none of its own.
 A node started later rebuilds from the table and follows from there; with
 reco_follow_ms = 0 a node learns nothing from the other.
+Criteria, CUSTOM lists and designs written or deleted on one node are
+answered (or refused) by the other within a few polls; a node that finds
+another holding the rebuild lock waits for it before it rebuilds and serves.
 Skipped when PostgreSQL is not installed."""
 import concurrent.futures
 import glob
@@ -17,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -238,6 +242,130 @@ class RecoFollowTest(unittest.TestCase):
         wait_until(lambda: False, timeout=1)  # five polls of a follower, were it on
         self.assertEqual(self.reco(b, CF, key="C-1"), [])
         self.assertEqual(metric(b, "tandem_reco_follow_events_total"), 0)
+
+    def delivery(self, srv, mbox, **params):
+        body = {"execute": {"mboxes": [{"index": 0, "name": mbox, "parameters": params}]}}
+        s, b = srv.post("/rest/v1/delivery?client=acme&sessionId=s-1", body)
+        self.assertEqual(s, 200, b)
+        opts = b["execute"]["mboxes"][0]["options"]
+        return [i["id"] for i in opts[0]["content"]["items"]] if opts else None
+
+    def test_documents_reach_the_other_node(self):
+        a = self.node()
+        b = self.node()
+        for ident in ("X-1", "X-2", "X-3"):
+            s, r = a.put(f"/v1/entities/{ident}", {"name": ident, "categories": ["All"]},
+                         admin=True)
+            self.assertIn(s, (200, 201), r)
+        for item, viewers in (("X-1", 3), ("X-2", 2), ("X-3", 1)):
+            for v in range(viewers):
+                self.view(a, f"d-{item}-{v}", item)
+        self.assertTrue(wait_until(
+            lambda: metric(b, "tandem_reco_follow_events_total") == 6, timeout=10))
+        self.assertEqual(b.advance(2)[0], 200)  # popularity is cached for a second
+
+        def rec_b(crit, **req):
+            s, r = b.post("/v1/recommendations", dict(req, criteria=crit), admin=True)
+            return s, [i["id"] for i in r.get("items", [])]
+
+        # unknown on b, then written on a: b answers with it within a few polls
+        self.assertEqual(rec_b("top")[0], 404)
+        self.assertIsNone(self.delivery(b, "home-top"))
+        s, r = a.put("/v1/criteria/top", POP, admin=True)
+        self.assertEqual(s, 201, r)
+        s, r = a.put("/v1/designs/home-top", {"criteria": "top", "count": 2}, admin=True)
+        self.assertEqual(s, 201, r)
+        t0 = time.time()
+        self.assertEqual(wait_until(lambda: self.delivery(b, "home-top"), timeout=10,
+                                    interval=0.05), ["X-1", "X-2"], b.logs())
+        took = time.time() - t0
+        self.assertLess(took, 3.0)
+        self.assertEqual(rec_b("top"), (200, ["X-1", "X-2", "X-3"]))
+        s, r = b.get("/v1/designs/home-top", admin=True)
+        self.assertEqual((s, r.get("count")), (200, 2), r)
+
+        # a change on a replaces b's copy; CUSTOM lists travel too
+        s, r = a.put("/v1/designs/home-top", {"criteria": "top", "count": 1}, admin=True)
+        self.assertEqual(s, 200, r)
+        self.assertEqual(wait_until(
+            lambda: (lambda ids: ids if ids == ["X-1"] else None)(self.delivery(b, "home-top")),
+            timeout=10), ["X-1"])
+        s, r = a.put("/v1/criteria/picked", {"criteriaGroup": "CUSTOM", "customId": "picked",
+                                             "backupDisabled": True}, admin=True)
+        self.assertEqual(s, 201, r)
+        s, r = a.put("/v1/criteria/picked/custom", "## RECS\nkey,recs\nX-1,X-3,X-2\n",
+                     admin=True, headers={"Content-Type": "text/csv"})
+        self.assertEqual((s, r.get("keys")), (200, 1), r)
+        self.assertEqual(wait_until(
+            lambda: (lambda x: x if x[1] else None)(rec_b("picked", key="X-1")), timeout=10),
+            (200, ["X-3", "X-2"]), b.logs())
+
+        # deleted on a: b refuses them within a few polls
+        self.assertEqual(a.delete("/v1/designs/home-top", admin=True)[0], 204)
+        self.assertEqual(a.delete("/v1/criteria/top", admin=True)[0], 204)
+        self.assertTrue(wait_until(lambda: self.delivery(b, "home-top") is None and
+                                   rec_b("top")[0] == 404, timeout=10), b.logs())
+        self.assertEqual(b.get("/v1/designs/home-top", admin=True)[0], 404)
+        self.assertEqual(b.get("/v1/criteria/top", admin=True)[0], 404)
+        # written on b now: a has it, and b's own write stays visible on b
+        s, r = b.put("/v1/criteria/top", POP, admin=True)
+        self.assertEqual(s, 201, r)
+        self.assertEqual(b.get("/v1/criteria/top", admin=True)[0], 200)
+        self.assertTrue(wait_until(lambda: a.get("/v1/criteria/top", admin=True)[0] == 200,
+                                   timeout=10))
+        wait_until(lambda: False, timeout=1)  # several polls of both followers
+        self.assertEqual(b.get("/v1/criteria/top", admin=True)[0], 200)
+        self.assertGreater(metric(b, "tandem_reco_docs_reloads_total"), 0)
+
+    def test_rebuild_waits_for_the_lock(self):
+        """Nodes rebuild their models one at a time: with the lock held by
+        someone else (here psql, as a node mid-rebuild would), a starting
+        node waits, and serves only once it had its turn."""
+        a = self.node()
+        s, r = a.put("/v1/entities/Q-1", {"name": "Q-1", "categories": ["All"]}, admin=True)
+        self.assertEqual(s, 201, r)
+        self.view(a, "r-1", "Q-1")
+        psql = subprocess.Popen(
+            [sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1], self.url, "-X", "-q", "-At",
+             "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        started = []
+        try:
+            # a gave the lock back after its rebuild: psql gets it at once
+            psql.stdin.write("SELECT pg_try_advisory_lock(29796, 5);\n")
+            psql.stdin.flush()
+            self.assertEqual(psql.stdout.readline().strip(), "t")
+            b = Server("--store", self.url, "--reco-follow-ms", "200", start_timeout=30)
+            self.nodes.append(b)
+            th = threading.Thread(target=lambda: started.append(b.start()))
+            th.start()
+            self.assertTrue(wait_until(
+                lambda: os.path.exists(b.log_path) and
+                "waiting for another node's model rebuild" in b.logs(), timeout=10))
+            time.sleep(1)
+            self.assertEqual(started, [])
+            self.assertNotIn("model built", b.logs())
+            psql.stdin.write("SELECT pg_advisory_unlock(29796, 5);\n")
+            psql.stdin.flush()
+            self.assertEqual(psql.stdout.readline().strip(), "t")
+            th.join(timeout=30)
+            self.assertEqual(started, [b], b.logs())
+            self.assertIn("rebuild lock taken", b.logs())
+            self.assertEqual(b.advance(2)[0], 200)
+            self.assertEqual(self.reco(b, POP), [("Q-1", 1.0)])
+            # and b gave it back too
+            psql.stdin.write("SELECT pg_try_advisory_lock(29796, 5);\n")
+            psql.stdin.flush()
+            self.assertEqual(psql.stdout.readline().strip(), "t")
+            psql.stdin.close()
+            self.assertEqual(psql.wait(timeout=30), 0, psql.stderr.read())
+        finally:
+            if psql.poll() is None:
+                psql.kill()
+                psql.wait()
+            for fh in (psql.stdin, psql.stdout, psql.stderr):
+                if not fh.closed:
+                    fh.close()
 
 
 if __name__ == "__main__":

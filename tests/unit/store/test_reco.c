@@ -164,11 +164,45 @@ static void test_reco_docs(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Every change moves the counter; on PostgreSQL the rebuild lock is held
+ * by one connection at a time (SQLite grants it to anyone). */
+static void test_reco_docs_rev_and_rebuild_lock(void **state)
+{
+    fixture_t *fx = *state;
+    char a[128];
+    int64_t r0 = -1, r1 = -1, r2 = -1, r3 = -1;
+    bool got = false, pg = strcmp(td_store_backend(fx->st), "postgres") == 0;
+
+    snprintf(a, sizeof(a), "%srev", fx->prefix);
+    assert_int_equal(td_store_reco_rev(fx->c, &r0), TD_OK);
+    assert_int_equal(td_store_reco_put(fx->c, "design", a, "{}", 1), TD_OK);
+    assert_int_equal(td_store_reco_rev(fx->c, &r1), TD_OK);
+    assert_true(r1 > r0);
+    assert_int_equal(td_store_reco_put(fx->c, "design", a, "{\"x\":1}", 1), TD_OK);
+    assert_int_equal(td_store_reco_rev(fx->c, &r2), TD_OK);
+    assert_true(r2 > r1); /* same updated_ms, other body: still a change */
+    assert_int_equal(td_store_reco_delete(fx->c, "design", a), TD_OK);
+    assert_int_equal(td_store_reco_rev(fx->c, &r3), TD_OK);
+    assert_true(r3 > r2);
+
+    td_store_conn_t *other = td_store_acquire(fx->st);
+    assert_int_equal(td_store_reco_rebuild_lock(fx->c, true, &got), TD_OK);
+    assert_true(got);
+    assert_int_equal(td_store_reco_rebuild_lock(other, true, &got), TD_OK);
+    assert_int_equal(got, !pg);
+    assert_int_equal(td_store_reco_rebuild_lock(fx->c, false, &got), TD_OK);
+    assert_int_equal(td_store_reco_rebuild_lock(other, true, &got), TD_OK);
+    assert_true(got);
+    assert_int_equal(td_store_reco_rebuild_lock(other, false, &got), TD_OK);
+    td_store_release(fx->st, other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_events_scan_in_seq_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reco_docs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reco_docs_rev_and_rebuild_lock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
