@@ -323,7 +323,7 @@ static bool quiet_hours_allow(td_outbox_t *o, const td_store_outbox_t *m, outcom
     if (open - m->created_ms > o->cfg->quiet_hold_max_hours * 3600000LL) {
         skip(res, "quiet_hours_dropped", detail);
     } else {
-        set_outcome(res, "queued", "deferred", "quiet_hours", "%s", detail);
+        set_outcome(res, "deferred", "deferred", "quiet_hours", "%s", detail);
         res->next_ms = open;
     }
     return false;
@@ -454,7 +454,7 @@ static int apply_caps(td_outbox_t *o, td_store_conn_t *c, const td_store_outbox_
         return TD_OK;
     }
     *capped = true;
-    rc = td_store_outbox_mark(c, m->id, o->node, drop ? "skipped" : "queued", drop ? 0 : next,
+    rc = td_store_outbox_mark(c, m->id, o->node, drop ? "skipped" : "deferred", drop ? 0 : next,
                               drop ? "capped: a frequency cap was reached"
                                    : "capped: deferred until a frequency cap allows",
                               now);

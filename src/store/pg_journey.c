@@ -220,7 +220,9 @@ static const char P_OB_CLAIM[] =
     "id LIMIT $5 "
     "FOR UPDATE SKIP LOCKED) RETURNING " OUTBOX_COLS;
 static const char P_OB_MARK[] =
-    "UPDATE outbox SET status = $3, next_attempt_ms = CASE WHEN $4::bigint > 0 "
+    "UPDATE outbox SET status = CASE WHEN $3 = 'deferred' THEN 'queued' ELSE $3 END, "
+    "attempts = attempts - CASE WHEN $3 = 'deferred' THEN 1 ELSE 0 END, "
+    "next_attempt_ms = CASE WHEN $4::bigint > 0 "
     "THEN $4::bigint "
     "ELSE next_attempt_ms END, last_error = $5, updated_ms = $6, sent_ms = "
     "CASE WHEN $3 = 'sent' "

@@ -142,7 +142,8 @@ static const char S_OB_CLAIM[] =
     "ORDER BY due, id LIMIT ?5) "
     "RETURNING " OUTBOX_COLS;
 static const char S_OB_MARK[] =
-    "UPDATE outbox SET status = ?3, next_attempt_ms = CASE WHEN ?4 > 0 THEN ?4 "
+    "UPDATE outbox SET status = CASE WHEN ?3 = 'deferred' THEN 'queued' ELSE ?3 END, "
+    "attempts = attempts - (?3 = 'deferred'), next_attempt_ms = CASE WHEN ?4 > 0 THEN ?4 "
     "ELSE next_attempt_ms END, last_error = ?5, updated_ms = ?6, sent_ms = CASE WHEN ?3 = 'sent' "
     "THEN ?6 ELSE sent_ms END, claimed_by = NULL, lease_until_ms = NULL "
     "WHERE id = ?1 AND claimed_by IS ?2";

@@ -527,7 +527,9 @@ int td_store_events_recent(td_store_conn_t *c, int64_t profile_id, int limit,
  * a lease, attempts + 1 -- rows "queued" with next_attempt_ms <= now_ms,
  * and rows "sending" whose lease ran out (wall_ms) -- oldest first. mark:
  * records the result of node's attempt (status "sent" sets sent_ms;
- * "queued" retries at next_attempt_ms) and drops the lease; TD_ENOTFOUND
+ * "queued" retries at next_attempt_ms; "deferred" is queued again for
+ * next_attempt_ms without using up an attempt: caps, quiet hours) and drops
+ * the lease; TD_ENOTFOUND
  * when node no longer holds the row. list: newest first; instance 0 and
  * status NULL mean any. */
 int td_store_outbox_add(td_store_conn_t *c, const td_store_outbox_t *m, int64_t *id) TD_MUST_CHECK;

@@ -385,6 +385,8 @@ class RulesTest(unittest.TestCase):
                                        if (r.get("last_error") or "").startswith("capped")])
             self.assertTrue(rows, rows_of(srv, "CAP-1"))
             self.assertEqual(rows[0]["status"], "queued")
+            # a deferral is not a send attempt: outbox_max_attempts stays whole
+            self.assertEqual(rows[0]["attempts"], 0, rows[0])
             time.sleep(0.5)
             self.assertEqual(len(self.sink.messages()), 1)
             s, rep = srv.get("/v1/journeys/cart-abandonment/messages", admin=True)
@@ -392,6 +394,7 @@ class RulesTest(unittest.TestCase):
             srv.advance(16 * HOUR + 60)
             self.assertEqual(len(self.sink.messages(2)), 2)
             self.assertTrue(wait_until(lambda: len(wait_row(srv, "CAP-1", "sent") or []) == 2))
+            self.assertEqual([r["attempts"] for r in wait_row(srv, "CAP-1", "sent")], [1, 1])
 
     def test_unsubscribe_while_deferred_skips_with_the_reason(self):
         with server(self.sink, "--cap", "1/16h") as srv:
