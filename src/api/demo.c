@@ -361,6 +361,12 @@ void td_api_demo_advance(td_http_req_t *req, void *ctx)
 
 /* ---- the mailbox ---------------------------------------------------------- */
 
+static int newest_first(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
 /* Message numbers in the mailbox directory, highest first. */
 static int list_messages(const char *dir, long **out)
 {
@@ -386,13 +392,8 @@ static int list_messages(const char *dir, long **out)
         nums[n++] = v;
     }
     closedir(d);
-    for (int i = 1; i < n; i++) { /* insertion sort, descending: small lists */
-        long v = nums[i];
-        int j = i - 1;
-        for (; j >= 0 && nums[j] < v; j--) {
-            nums[j + 1] = nums[j];
-        }
-        nums[j + 1] = v;
+    if (n > 1) {
+        qsort(nums, (size_t)n, sizeof(*nums), newest_first);
     }
     *out = nums;
     return n;
@@ -533,10 +534,9 @@ static json_t *describe_message(const char *dir, long num)
     fclose(f);
     head[n] = '\0';
     td_time_format_iso((int64_t)st.st_mtime * 1000, when, sizeof(when));
-    json_t *o = json_pack("{s:s, s:s, s:I}", "id", "", "received", when, "size",
-                          (json_int_t)st.st_size);
     snprintf(path, sizeof(path), "%ld", num);
-    json_object_set_new(o, "id", json_string(path));
+    json_t *o = json_pack("{s:s, s:s, s:I}", "id", path, "received", when, "size",
+                          (json_int_t)st.st_size);
     add_header_field(o, "from", head, "From");
     add_header_field(o, "to", head, "To");
     add_header_field(o, "subject", head, "Subject");
