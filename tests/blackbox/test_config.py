@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from harness import ADMIN_KEY, BIN, Server
+from harness import ADMIN_KEY, BIN, Server, wait_until
 
 
 def run(*args, env=None, timeout=30):
@@ -317,7 +317,13 @@ class MetricsTest(unittest.TestCase):
             srv.post("/v1/events", b"{bad json")
             srv.get("/nope")
             srv.get("/v1/profiles/ecid/M")
-            s, raw, h = srv.request("GET", "/metrics", raw=True)
+            # a request is counted when libmicrohttpd reports it complete, just
+            # after its reply went out: the last one may still be on its way
+            def scrape():
+                s, raw, h = srv.request("GET", "/metrics", raw=True)
+                done = b'route="GET /v1/profiles/{ns}/{id}",status="401"' in raw
+                return (s, raw, h) if done else None
+            s, raw, h = wait_until(scrape, timeout=10) or srv.request("GET", "/metrics", raw=True)
             self.assertEqual(s, 200)
             self.assertTrue(h["Content-Type"].startswith("text/plain"), h["Content-Type"])
             self.assertIn("version=0.0.4", h["Content-Type"])
