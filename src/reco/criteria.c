@@ -146,6 +146,15 @@ static void key_path(char *out, size_t len, const char *prefix, const char *key)
     out[n < len ? n : len - 1] = '\0';
 }
 
+/* The error for a required field that is absent: path/key, escaped. */
+static int missing(td_err_t *err, const char *path, const char *key)
+{
+    char p[sizeof(((td_err_t *)0)->path)];
+
+    key_path(p, sizeof(p), path, key);
+    return td_err_set(err, TD_EINVAL, p, "missing required field");
+}
+
 static void index_path(char *out, size_t len, const char *prefix, size_t i)
 {
     char num[24];
@@ -393,12 +402,10 @@ static int parse_rule(json_t *o, const char *path, td_reco_rule_t *r, td_err_t *
         }
     }
     if (r->attribute == NULL) {
-        key_path(p, sizeof(p), path, "attribute");
-        return td_err_set(err, TD_EINVAL, p, "missing required field");
+        return missing(err, path, "attribute");
     }
     if (!has_op) {
-        key_path(p, sizeof(p), path, "operation");
-        return td_err_set(err, TD_EINVAL, p, "missing required field");
+        return missing(err, path, "operation");
     }
     if (!has_empty) {
         /* Target's defaults: a missing key item attribute shows nothing; a
@@ -669,12 +676,10 @@ static int parse_sequence(json_t *v, const char *path, const parse_ctx_t *pc, in
             }
         }
         if (st->criteria == NULL) {
-            key_path(q, sizeof(q), p, "criteria");
-            return td_err_set(err, TD_EINVAL, q, "missing required field");
+            return missing(err, p, "criteria");
         }
         if (!has_slots) {
-            key_path(q, sizeof(q), p, "slots");
-            return td_err_set(err, TD_EINVAL, q, "missing required field");
+            return missing(err, p, "slots");
         }
     }
     return TD_OK;
@@ -821,8 +826,7 @@ static int validate(td_reco_criteria_t *c, const char *path, bool has_type, bool
                               td_reco_key_name(c->key));
         }
         if (c->custom_id == NULL) {
-            key_path(pk, sizeof(pk), path, "customId");
-            return td_err_set(err, TD_EINVAL, pk, "missing required field");
+            return missing(err, path, "customId");
         }
         break;
     case TD_RECO_GROUP_SEQUENCE:
@@ -831,8 +835,7 @@ static int validate(td_reco_criteria_t *c, const char *path, bool has_type, bool
         }
         c->algo = TD_RECO_ALGO_SEQUENCE;
         if (c->n_steps == 0) {
-            key_path(pk, sizeof(pk), path, "sequence");
-            return td_err_set(err, TD_EINVAL, pk, "missing required field");
+            return missing(err, path, "sequence");
         }
         if (has_key) {
             return td_err_set(err, TD_EINVAL, pk, "a SEQUENCE takes no key");
@@ -844,8 +847,7 @@ static int validate(td_reco_criteria_t *c, const char *path, bool has_type, bool
         return td_err_set(err, TD_EINVAL, pk, "only allowed in a SEQUENCE criteria");
     }
     if (c->key == TD_RECO_KEY_PROFILE_ATTRIBUTE && c->key_attribute == NULL) {
-        key_path(pk, sizeof(pk), path, "keyAttribute");
-        return td_err_set(err, TD_EINVAL, pk, "missing required field");
+        return missing(err, path, "keyAttribute");
     }
     if (c->group_by != NULL && c->group != TD_RECO_GROUP_POPULARITY &&
         c->group != TD_RECO_GROUP_PROFILEATTRIBUTE) {
@@ -1089,8 +1091,7 @@ static int parse_object(json_t *root, const char *path, const parse_ctx_t *pc, i
         }
     }
     if (!has_group) {
-        key_path(p, sizeof(p), path, "criteriaGroup");
-        rc = td_err_set(err, TD_EINVAL, p, "missing required field");
+        rc = missing(err, path, "criteriaGroup");
         goto fail;
     }
     if (has_days && has_hours) {
